@@ -1,0 +1,95 @@
+"""The ``ltv`` console script: worker, demo feed and the operator commands."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from datetime import datetime
+
+from streams.settings import Settings, SettingsError, load_settings
+
+
+def _settings_or_exit() -> Settings:
+    try:
+        return load_settings()
+    except SettingsError as exc:
+        print(f"ltv: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def _cmd_worker(args: argparse.Namespace) -> int:
+    _settings_or_exit()
+    from streams.worker import app  # import only after the settings are known good
+
+    sys.argv = ["ltv", "worker", "--loglevel", args.loglevel]
+    app.main()
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from streams.demo import DemoFeed, default_start
+    from streams.publisher import publish
+
+    settings = _settings_or_exit()
+    start = datetime.fromisoformat(args.start) if args.start else default_start()
+    feed = DemoFeed(args.customers, args.seed, start)
+
+    def report(sent: int) -> None:
+        if sent % max(1, int(args.rate or 1000) * 10) == 0:
+            print(f"ltv demo: {sent} events sent", flush=True)
+
+    sent = asyncio.run(publish(feed, settings, rate=args.rate, limit=args.count, on_sent=report))
+    print(f"ltv demo: done, {sent} events sent to {settings.topic_purchases} and "
+          f"{settings.topic_cancellations}")
+    return 0
+
+
+def _cmd_watch(args: argparse.Namespace) -> int:
+    from streams.watch import run_watch
+
+    settings = _settings_or_exit()
+    topic = args.topic or settings.topic_updates
+    seen = run_watch(
+        settings,
+        topic,
+        from_beginning=args.from_beginning,
+        count=args.count,
+        timeout=args.timeout,
+    )
+    return 0 if args.count is None or seen >= args.count else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ltv", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    worker = sub.add_parser("worker", help="run a stream-processing worker")
+    worker.add_argument("-l", "--loglevel", default="info")
+    worker.set_defaults(func=_cmd_worker)
+
+    demo = sub.add_parser("demo", help="publish a synthetic order feed")
+    demo.add_argument("--rate", type=float, default=50.0, help="events per second (0: unpaced)")
+    demo.add_argument("--customers", type=int, default=1000)
+    demo.add_argument("--seed", type=int, default=1)
+    demo.add_argument("--count", type=int, default=None, help="stop after this many events")
+    demo.add_argument("--start", default=None, help="event time of day 0 (ISO 8601 with offset)")
+    demo.set_defaults(func=_cmd_demo)
+
+    watch = sub.add_parser("watch", help="print the records of an output topic as they arrive")
+    watch.add_argument("topic", nargs="?", default=None, help="default: LTV_TOPIC_UPDATES")
+    watch.add_argument("--from-beginning", action="store_true")
+    watch.add_argument("--count", type=int, default=None, help="exit after this many records")
+    watch.add_argument("--timeout", type=float, default=None, help="exit after this many seconds")
+    watch.set_defaults(func=_cmd_watch)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    result: int = args.func(args)
+    return result
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,113 @@
+"""Prometheus metrics of DESIGN §8, defined once for the whole worker.
+
+Names carry the ``ltv_`` prefix and base units; no label ever holds a
+customer id, so cardinality stays bounded by topics, partitions and enums.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
+
+_LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+_LAG_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1, 5, 30, 60, 300, 3600, 86400, 30 * 86400)
+_LTV_BUCKETS = (0, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 25000, 100000)
+
+
+class Metrics:
+    """The worker's metric families, registered on one registry.
+
+    A registry parameter lets tests build a fresh set without clashing with
+    the process-wide default registry (prometheus-client refuses duplicates).
+    """
+
+    def __init__(self, registry: CollectorRegistry = REGISTRY) -> None:
+        self.registry = registry
+        self.events_consumed = Counter(
+            "ltv_events_consumed_total",
+            "Input records read, by topic.",
+            ["topic"],
+            registry=registry,
+        )
+        self.events_processed = Counter(
+            "ltv_events_processed_total",
+            "Input events handled, by type and outcome (applied, duplicate, held, dead_letter).",
+            ["event_type", "outcome"],
+            registry=registry,
+        )
+        self.dead_letters = Counter(
+            "ltv_dead_letter_total",
+            "Records sent to the dead-letter topic, by reason code.",
+            ["reason"],
+            registry=registry,
+        )
+        self.processing_seconds = Histogram(
+            "ltv_event_processing_seconds",
+            "Time to decode, apply, value and publish one event.",
+            buckets=_LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.event_lag_seconds = Histogram(
+            "ltv_event_lag_seconds",
+            "Wall clock minus the event's occurred_at when it is processed.",
+            buckets=_LAG_BUCKETS,
+            registry=registry,
+        )
+        self.consumer_lag = Gauge(
+            "ltv_consumer_lag_messages",
+            "End offset minus committed offset, per assigned input partition.",
+            ["topic", "partition"],
+            registry=registry,
+        )
+        self.updates_emitted = Counter(
+            "ltv_updates_emitted_total",
+            "Records published to the ltv.updates topic.",
+            registry=registry,
+        )
+        self.churn_transitions = Counter(
+            "ltv_churn_transitions_total",
+            "Churn-risk level changes published, by previous and current level.",
+            ["previous", "current"],
+            registry=registry,
+        )
+        self.customer_total_ltv = Histogram(
+            "ltv_customer_total_ltv",
+            "total_ltv of each published update, in the base currency.",
+            buckets=_LTV_BUCKETS,
+            registry=registry,
+        )
+        self.customers = Gauge(
+            "ltv_customers",
+            "Customers in this worker's partitions, by churn-risk level.",
+            ["churn_risk"],
+            registry=registry,
+        )
+        self.segment_customers = Gauge(
+            "ltv_segment_customers",
+            "Customers in this worker's partitions, by RFM segment.",
+            ["segment"],
+            registry=registry,
+        )
+        self.model_info = Gauge(
+            "ltv_model_info",
+            "1 for the model name and version in force.",
+            ["model", "version"],
+            registry=registry,
+        )
+        self.model_fit_timestamp = Gauge(
+            "ltv_model_fit_timestamp_seconds",
+            "Unix time of the fit whose parameters are in force.",
+            registry=registry,
+        )
+        self.assigned_partitions = Gauge(
+            "ltv_assigned_partitions",
+            "Input partitions assigned to this worker.",
+            registry=registry,
+        )
+        self.rebalances = Counter(
+            "ltv_rebalances_total",
+            "Consumer-group rebalances seen by this worker.",
+            registry=registry,
+        )
+
+
+METRICS = Metrics()

@@ -1,0 +1,68 @@
+"""``ltv watch``: follow an output topic in the terminal, one line per record."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer
+
+from streams.settings import Settings
+
+_FIELDS = ("version", "orders", "net_revenue", "total_ltv", "p_alive", "churn_risk", "segment")
+
+
+def summarise(value: bytes) -> str:
+    """A short human line for an ltv.updates or ltv.churn-risk record."""
+    try:
+        body: dict[str, Any] = orjson.loads(value)
+    except orjson.JSONDecodeError:
+        return value[:120].decode("utf-8", "replace")
+    if "current" in body and "previous" in body:
+        return f"{body.get('customer_id')}: risk {body['previous']} -> {body['current']}"
+    shown = " ".join(f"{k}={body[k]}" for k in _FIELDS if body.get(k) is not None)
+    return f"{body.get('customer_id')}: {shown}"
+
+
+async def watch(
+    settings: Settings,
+    topic: str,
+    *,
+    from_beginning: bool = False,
+    count: int | None = None,
+    timeout: float | None = None,
+) -> int:
+    """Print records of ``topic`` until ``count`` were seen or ``timeout`` seconds passed."""
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=settings.bootstrap_servers,
+        auto_offset_reset="earliest" if from_beginning else "latest",
+        enable_auto_commit=False,
+        group_id=None,
+    )
+    await consumer.start()
+    seen = 0
+    deadline = None if timeout is None else time.monotonic() + timeout
+    try:
+        while count is None or seen < count:
+            wait_ms = 1000
+            if deadline is not None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                wait_ms = int(min(1.0, left) * 1000)
+            batches = await consumer.getmany(timeout_ms=wait_ms)
+            for records in batches.values():
+                for record in records:
+                    if record.value is not None:
+                        print(summarise(record.value), flush=True)
+                        seen += 1
+    finally:
+        await consumer.stop()
+    return seen
+
+
+def run_watch(settings: Settings, topic: str, **kwargs: Any) -> int:
+    return asyncio.run(watch(settings, topic, **kwargs))
