@@ -123,7 +123,9 @@ def p_alive(params: BetaGeoParams, x: ArrayLike, t_x: ArrayLike, T: ArrayLike) -
     return result
 
 
-def _log_odds_dead(params: BetaGeoParams, x: FloatArray, t_x: FloatArray, T: FloatArray) -> FloatArray:
+def _log_odds_dead(
+    params: BetaGeoParams, x: FloatArray, t_x: FloatArray, T: FloatArray
+) -> FloatArray:
     r, alpha, a, b, m = params.r, params.alpha, params.a, params.b, params.offset
     has_dropout_term = (x > 0) | (m == 1)
     x_safe = np.where(has_dropout_term, x, 1.0)
@@ -187,19 +189,23 @@ def p_alive_scalar(params: BetaGeoParams, x: float, t_x: float, T: float) -> flo
     return 1.0 / (1.0 + math.exp(log_odds))
 
 
-def expected_orders_scalar(params: BetaGeoParams, t: float, x: float, t_x: float, T: float) -> float:
+def expected_orders_scalar(
+    params: BetaGeoParams, t: float, x: float, t_x: float, T: float
+) -> float:
     """Scalar fast path of :func:`expected_orders`."""
-    growth = float(_growth(params, np.float64(x), np.float64(params.alpha + T), np.float64(t)))
+    growth = float(growth_curve(params, x, T, t))
     return p_alive_scalar(params, x, t_x, T) * growth
 
 
-def growth_curve(params: BetaGeoParams, x: float, T: float, t: FloatArray) -> FloatArray:
-    """Expected orders of an alive customer over (T, T+t] at many horizons t.
+def growth_curve(params: BetaGeoParams, x: ArrayLike, T: ArrayLike, t: ArrayLike) -> FloatArray:
+    """Expected orders over (T, T+t] of a customer known to be alive, broadcast.
 
-    One vectorised ``hyp2f1`` call per customer: the discounted-CLV quadrature
-    in :mod:`ltv.clv` needs the curve at all its nodes at once.
+    :func:`expected_orders` is this times P(alive); the discounted-CLV
+    quadrature in :mod:`ltv.clv` needs the curve at all its nodes in one
+    vectorised ``hyp2f1`` call.
     """
-    return _growth(params, np.float64(x), np.float64(params.alpha + T), t)
+    Ta = as_float_array(T)
+    return _growth(params, as_float_array(x), params.alpha + Ta, as_float_array(t))
 
 
 def fit_beta_geo(
