@@ -60,4 +60,6 @@ class Metrics(View):
     """Prometheus exposition of the worker's metrics."""
 
     async def get(self, request: Request) -> Response:
-        return self.bytes(generate_latest(METRICS.registry), content_type=CONTENT_TYPE_LATEST)
+        # aiohttp wants the charset apart from the content type.
+        body = generate_latest(METRICS.registry)
+        return self.bytes(body, content_type=CONTENT_TYPE_LATEST.split(";")[0] + "; version=0.0.4")
