@@ -1,0 +1,385 @@
+"""Wire models of DESIGN §4 (input) and §7 (output), and the hot-path decoders.
+
+Validation decisions:
+
+* Unknown fields are ignored, so producers can add fields without breaking a
+  running worker (forward compatibility); every field we read is validated strictly.
+* Money is ``Decimal``.  A JSON string must be a plain decimal (``"499.00"``); a JSON
+  number is accepted too, but orjson reads numbers as binary doubles, so we convert
+  via ``repr`` of the double, which gives back the written decimal for up to 15
+  significant digits.  Producers that need more exactness send strings.
+  Amounts are >= 0 (a zero-value order is a real order), below ``MAX_AMOUNT`` and
+  carry at most ``MAX_DECIMAL_PLACES`` decimals, which bounds every sum and keeps it
+  exact.  NaN and Infinity never get through (orjson rejects them, strings must
+  match the decimal pattern).
+* Timestamps must be RFC 3339 strings with an offset; a naive timestamp is a schema
+  error because guessing a zone would silently move orders between days.  They
+  are normalised to UTC.
+* Ids are 1-128 printable characters (no control characters, which would corrupt
+  logs and keys).
+* Each failure class has one stable machine-readable code (``ErrorCode``) that
+  the dead-letter topic and the ``ltv_dead_letter_total{reason}`` metric carry.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+from enum import StrEnum
+from typing import Annotated, Any, Literal, TypeVar
+
+import orjson
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    ValidationError,
+)
+
+from state.fx import FxTable
+
+DEFAULT_MAX_BYTES = 64 * 1024
+MAX_AMOUNT = Decimal("1e12")
+MAX_DECIMAL_PLACES = 6
+MAX_ID_LENGTH = 128
+CENT = Decimal("0.01")
+
+
+class ErrorCode(StrEnum):
+    """Reason codes of ``ltv.dead-letter`` (DESIGN §7)."""
+
+    INVALID_JSON = "invalid_json"
+    SCHEMA = "schema"
+    UNKNOWN_CURRENCY = "unknown_currency"
+    TOO_LARGE = "too_large"
+    KEY_MISMATCH = "key_mismatch"
+    UNKNOWN_ORDER = "unknown_order"
+    # Older than the customer's compaction horizon: idempotency can no longer be
+    # guaranteed for it, so it is dead-lettered instead of risking a double count.
+    LATE_EVENT = "late_event"
+    INTERNAL = "internal"
+
+
+class EventError(Exception):
+    """Why one input message was rejected; the agent dead-letters it with ``code``."""
+
+    def __init__(self, code: ErrorCode, message: str) -> None:
+        super().__init__(f"{code.value}: {message}")
+        self.code = code
+        self.message = message
+
+
+_DECIMAL_RE = re.compile(r"\d{1,13}(?:\.\d{1,12})?")
+_RFC3339_RE = re.compile(
+    r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?:[Zz]|[+-]\d{2}:\d{2})"
+)
+
+
+def _to_decimal(value: Any) -> Decimal:
+    if isinstance(value, bool):  # bool is an int subclass; true is not an amount
+        raise ValueError("expected a decimal number")
+    if isinstance(value, str):
+        if not _DECIMAL_RE.fullmatch(value):
+            raise ValueError("expected a non-negative plain decimal string like '499.00'")
+        return Decimal(value)
+    if isinstance(value, int):
+        return Decimal(value)
+    if isinstance(value, float):
+        # repr gives the shortest string that reads back as the same double.
+        try:
+            return Decimal(repr(value))
+        except InvalidOperation as exc:  # pragma: no cover - orjson never yields nan/inf
+            raise ValueError("not a finite number") from exc
+    raise ValueError("expected a decimal number or decimal string")
+
+
+def _check_amount(value: Decimal) -> Decimal:
+    if not value.is_finite():
+        raise ValueError("must be finite")
+    if value < 0:
+        raise ValueError("must be >= 0")
+    if value >= MAX_AMOUNT:
+        raise ValueError(f"must be below {MAX_AMOUNT}")
+    exponent = value.as_tuple().exponent
+    if isinstance(exponent, int) and exponent < -MAX_DECIMAL_PLACES:
+        normal = value.normalize()
+        n_exp = normal.as_tuple().exponent
+        if isinstance(n_exp, int) and n_exp < -MAX_DECIMAL_PLACES:
+            raise ValueError(f"at most {MAX_DECIMAL_PLACES} decimal places")
+        return normal
+    return value
+
+
+def _check_rate(value: Decimal) -> Decimal:
+    if not value.is_finite() or value < 0 or value > 1:
+        raise ValueError("must be between 0 and 1")
+    return value
+
+
+def _to_utc(value: Any) -> datetime:
+    if not isinstance(value, str) or not _RFC3339_RE.fullmatch(value):
+        raise ValueError("expected an RFC 3339 timestamp with offset, e.g. 2026-11-20T10:15:00Z")
+    text = value.upper()
+    if "." in text:  # datetime keeps microseconds; drop nanosecond digits beyond them
+        head, _, rest = text.partition(".")
+        digits = re.match(r"\d+", rest)
+        assert digits is not None
+        text = head + "." + digits.group()[:6].ljust(6, "0") + rest[digits.end() :]
+    try:
+        return datetime.fromisoformat(text).astimezone(UTC)
+    except (ValueError, OverflowError) as exc:
+        raise ValueError(f"invalid timestamp: {exc}") from exc
+
+
+def _check_id(value: str) -> str:
+    if not value.isprintable():
+        raise ValueError("must be printable (no control characters)")
+    return value
+
+
+Amount = Annotated[Decimal, BeforeValidator(_to_decimal), AfterValidator(_check_amount)]
+Rate = Annotated[Decimal, BeforeValidator(_to_decimal), AfterValidator(_check_rate)]
+Timestamp = Annotated[datetime, BeforeValidator(_to_utc)]
+Id = Annotated[
+    str,
+    Field(min_length=1, max_length=MAX_ID_LENGTH, strict=True),
+    AfterValidator(_check_id),
+]
+Currency = Annotated[str, Field(pattern=r"^[A-Z]{3}$", strict=True)]
+
+
+class _Input(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class Item(_Input):
+    sku: Id
+    category: Id | None = None
+    quantity: Annotated[int, Field(ge=0, le=1_000_000, strict=True)] = 1
+    unit_price: Amount | None = None
+
+
+class Interval(StrEnum):
+    DAY = "day"
+    WEEK = "week"
+    MONTH = "month"
+    YEAR = "year"
+
+
+class Subscription(_Input):
+    plan_id: Id
+    interval: Interval = Interval.MONTH
+
+
+class Purchase(_Input):
+    event_id: Id
+    order_id: Id
+    customer_id: Id
+    occurred_at: Timestamp
+    amount: Amount
+    currency: Currency
+    margin_rate: Rate | None = None
+    channel: Id | None = None
+    items: Annotated[tuple[Item, ...], Field(max_length=1000)] = ()
+    subscription: Subscription | None = None
+
+
+class Scope(StrEnum):
+    ORDER = "order"
+    SUBSCRIPTION = "subscription"
+
+
+class Cancellation(_Input):
+    """A refund or cancellation of ``order_id``.
+
+    ``amount`` is in ``currency`` when given, else in the order's own currency;
+    no ``amount`` means the rest of the order (scope ``order``) or no refund at all
+    (scope ``subscription``: ending a subscription does not refund the last charge).
+    """
+
+    event_id: Id
+    order_id: Id
+    customer_id: Id
+    occurred_at: Timestamp
+    amount: Amount | None = None
+    currency: Currency | None = None
+    scope: Scope = Scope.ORDER
+    reason: Annotated[str, Field(max_length=256, strict=True)] | None = None
+
+
+_M = TypeVar("_M", bound=_Input)
+
+
+def _decode(model: type[_M], raw: bytes, max_bytes: int) -> _M:
+    if len(raw) > max_bytes:  # before parsing: never spend CPU on oversized input
+        raise EventError(ErrorCode.TOO_LARGE, f"{len(raw)} bytes exceeds the limit of {max_bytes}")
+    try:
+        doc = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        # A syntactically valid number that no double can hold is a schema problem.
+        code = ErrorCode.SCHEMA if "infinity" in str(exc) else ErrorCode.INVALID_JSON
+        raise EventError(code, str(exc)) from None
+    if not isinstance(doc, dict):
+        raise EventError(ErrorCode.SCHEMA, f"expected a JSON object, got {type(doc).__name__}")
+    try:
+        return model.model_validate(doc)
+    except ValidationError as exc:
+        details = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}"
+            for err in exc.errors(include_url=False, include_input=False)
+        )
+        raise EventError(ErrorCode.SCHEMA, details) from None
+
+
+def _check_currency(currency: str, fx: FxTable) -> None:
+    if not fx.knows(currency):
+        raise EventError(ErrorCode.UNKNOWN_CURRENCY, f"{currency} is not in the FX table")
+
+
+def decode_purchase(raw: bytes, *, fx: FxTable, max_bytes: int = DEFAULT_MAX_BYTES) -> Purchase:
+    """Parse and validate one ``orders.purchases`` message or raise ``EventError``."""
+    purchase = _decode(Purchase, raw, max_bytes)
+    _check_currency(purchase.currency, fx)
+    return purchase
+
+
+def decode_cancellation(
+    raw: bytes, *, fx: FxTable, max_bytes: int = DEFAULT_MAX_BYTES
+) -> Cancellation:
+    """Parse and validate one ``orders.cancellations`` message or raise ``EventError``."""
+    cancellation = _decode(Cancellation, raw, max_bytes)
+    if cancellation.currency is not None:
+        _check_currency(cancellation.currency, fx)
+    return cancellation
+
+
+def check_key(key: bytes | str | None, customer_id: str) -> None:
+    """The Kafka key must be the customer id, or the event sits in the wrong partition
+    and its customer's state would be split across workers."""
+    text = key.decode("utf-8", "replace") if isinstance(key, bytes) else key
+    if text != customer_id:
+        raise EventError(
+            ErrorCode.KEY_MISMATCH, f"message key {text!r} differs from customer_id {customer_id!r}"
+        )
+
+
+# ---------------------------------------------------------------------------- outputs
+
+
+def _money_str(value: Decimal) -> str:
+    return format(value.quantize(CENT), "f")
+
+
+def _utc_str(value: datetime) -> str:
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+Money = Annotated[Decimal, PlainSerializer(_money_str, return_type=str)]
+UtcTime = Annotated[datetime, PlainSerializer(_utc_str, return_type=str)]
+RiskLevel = Literal["low", "medium", "high", "churned"]
+
+
+class _Output(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    def to_json(self) -> bytes:
+        """Compact UTF-8 JSON; money as 2-decimal strings, times as UTC ``...Z``."""
+        return self.model_dump_json().encode()
+
+
+class Cause(_Output):
+    type: Literal["purchase", "cancellation", "inactivity", "model_refit"]
+    event_id: str | None = None
+
+
+class ModelRef(_Output):
+    name: str
+    version: str | None = None
+
+
+class LtvUpdate(_Output):
+    customer_id: str
+    version: int
+    as_of: UtcTime
+    cause: Cause
+    currency: str
+    value_basis: Literal["revenue", "margin"]
+    orders: int
+    net_revenue: Money
+    aov: Money | None
+    first_order_at: UtcTime | None
+    last_order_at: UtcTime | None
+    historic_ltv: Money
+    formula_ltv: Money | None
+    predicted_ltv: Money | None
+    total_ltv: Money
+    expected_orders: float | None
+    p_alive: float | None
+    churn_risk: RiskLevel | None
+    expected_next_order_at: UtcTime | None
+    segment: str | None
+    ltv_cac: float | None
+    model: ModelRef | None
+
+
+class ChurnRiskChange(_Output):
+    customer_id: str
+    version: int
+    as_of: UtcTime
+    previous: RiskLevel | None
+    current: RiskLevel
+    p_alive: float | None
+    days_since_last_order: int | None
+    expected_next_order_at: UtcTime | None
+    cause: Literal[
+        "purchase", "cancellation", "inactivity", "subscription_cancelled", "model_refit"
+    ]
+
+
+class DeadLetterError(_Output):
+    code: ErrorCode
+    message: str
+
+
+class DeadLetter(_Output):
+    source_topic: str
+    partition: int
+    offset: int
+    key: str | None
+    value: str
+    value_encoding: Literal["utf8", "base64"]
+    error: DeadLetterError
+    failed_at: UtcTime
+
+    @classmethod
+    def build(
+        cls,
+        *,
+        source_topic: str,
+        partition: int,
+        offset: int,
+        key: bytes | None,
+        value: bytes,
+        error: EventError,
+        failed_at: datetime,
+    ) -> DeadLetter:
+        """Keep the original bytes: UTF-8 text when they are, base64 otherwise."""
+        try:
+            text, encoding = value.decode("utf-8"), "utf8"
+        except UnicodeDecodeError:
+            text, encoding = base64.b64encode(value).decode("ascii"), "base64"
+        return cls(
+            source_topic=source_topic,
+            partition=partition,
+            offset=offset,
+            key=None if key is None else key.decode("utf-8", "replace"),
+            value=text,
+            value_encoding=encoding,  # type: ignore[arg-type]
+            error=DeadLetterError(code=error.code, message=error.message),
+            failed_at=failed_at,
+        )
