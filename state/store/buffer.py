@@ -1,0 +1,143 @@
+"""Write-back buffer of one table partition, and the LRU of clean values.
+
+A table write first lands in ``open``. ``seal()`` declares that everything
+written so far may be persisted -- the caller promises that the outputs of
+the events behind those writes have been handed to the producer -- and
+moves ``open`` into ``sealed`` together with the changelog offset
+acknowledged at that moment. A flush ``take()``s the sealed writes (they
+become ``inflight``), writes them, then ``settle()``s them into the clean
+cache, or ``abort()``s and puts them back under any newer sealed writes.
+
+Reads look in ``open``, ``sealed``, ``inflight`` (newest first), then the
+clean cache, and only then in Redis. A value of ``None`` is a delete in the
+buffer and a "known absent" entry in the cache.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+__all__ = ["CleanCache", "Lookup", "PartitionBuffer", "Snapshot"]
+
+K = TypeVar("K")
+
+#: ``(found, value)``: ``found`` False means "ask the next layer".
+Lookup = tuple[bool, bytes | None]
+_MISS: Lookup = (False, None)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Sealed writes of a partition handed to one flush."""
+
+    items: Mapping[bytes, bytes | None]
+    #: Last changelog offset known to be covered by ``items`` (None: unknown).
+    offset: int | None
+
+
+@dataclass
+class PartitionBuffer:
+    """Dirty writes of one partition, in three generations (see module doc)."""
+
+    open: dict[bytes, bytes | None] = field(default_factory=dict)
+    sealed: dict[bytes, bytes | None] = field(default_factory=dict)
+    inflight: dict[bytes, bytes | None] = field(default_factory=dict)
+    sealed_offset: int | None = None
+    #: Offset stored in Redis by the last successful flush.
+    flushed_offset: int | None = None
+
+    def __len__(self) -> int:
+        return len(self.open) + len(self.sealed) + len(self.inflight)
+
+    def write(self, key: bytes, value: bytes | None) -> None:
+        """Buffer a live write (``None`` deletes)."""
+        self.open[key] = value
+
+    def recover(self, key: bytes, value: bytes | None, offset: int) -> None:
+        """Buffer a changelog record: durable already, so sealed at once."""
+        self.sealed[key] = value
+        if self.sealed_offset is None or offset > self.sealed_offset:
+            self.sealed_offset = offset
+
+    def lookup(self, key: bytes) -> Lookup:
+        """Return the newest buffered value of ``key``."""
+        for layer in (self.open, self.sealed, self.inflight):
+            if key in layer:
+                return True, layer[key]
+        return _MISS
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.open or key in self.sealed or key in self.inflight
+
+    def seal(self, acked_offset: int | None) -> None:
+        """Make every open write flushable, covered up to ``acked_offset``."""
+        if self.open:
+            self.sealed.update(self.open)
+            self.open.clear()
+        if acked_offset is not None and (
+            self.sealed_offset is None or acked_offset > self.sealed_offset
+        ):
+            self.sealed_offset = acked_offset
+
+    def pending(self) -> bool:
+        """Return True when a flush has something to write."""
+        return bool(self.sealed) or self.sealed_offset != self.flushed_offset
+
+    def take(self) -> Snapshot:
+        """Hand the sealed writes to a flush (they become in-flight)."""
+        assert not self.inflight, "one flush at a time"
+        self.inflight, self.sealed = self.sealed, {}
+        return Snapshot(self.inflight, self.sealed_offset)
+
+    def settle(self, snapshot: Snapshot) -> None:
+        """Finish the successful flush of ``snapshot``."""
+        self.inflight = {}
+        if snapshot.offset is not None:
+            self.flushed_offset = snapshot.offset
+
+    def abort(self) -> None:
+        """Undo ``take()`` after a failed flush, keeping newer sealed writes."""
+        self.inflight.update(self.sealed)
+        self.sealed, self.inflight = self.inflight, {}
+
+    def overlay(self) -> dict[bytes, bytes | None]:
+        """Return the newest buffered value of every buffered key."""
+        return {**self.inflight, **self.sealed, **self.open}
+
+
+class CleanCache(Generic[K]):
+    """Bounded LRU of values known to equal what Redis holds."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._entries: OrderedDict[K, bytes | None] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._entries
+
+    def lookup(self, key: K) -> Lookup:
+        """Return the cached value of ``key`` and mark it recently used."""
+        try:
+            value = self._entries[key]
+        except KeyError:
+            return _MISS
+        self._entries.move_to_end(key)
+        return True, value
+
+    def put(self, key: K, value: bytes | None) -> None:
+        """Cache ``value`` (``None``: absent in Redis), evicting the oldest."""
+        self._entries[key] = value
+        self._entries.move_to_end(key)
+        while len(self._entries) > self.capacity:
+            self._entries.popitem(last=False)
+
+    def discard_where(self, predicate: Callable[[K], bool]) -> None:
+        """Drop every entry whose key satisfies ``predicate``."""
+        for key in [k for k in self._entries if predicate(k)]:
+            del self._entries[key]

@@ -1,0 +1,82 @@
+"""Store URL: which Redis to use and how the write-back buffer behaves.
+
+``redis://host:port/db``, ``rediss://...`` (TLS) and ``redis+cluster://`` /
+``rediss+cluster://`` (or ``?cluster=1``) select the server. Query options
+of the store itself are removed before the URL is handed to redis-py; every
+other query option (``ssl_cert_reqs``, ``socket_timeout``, ...) passes through.
+
+Options: ``flush_interval`` (s, 0.5), ``flush_keys`` (sealed keys that
+trigger an early flush, 10000), ``max_dirty`` (buffered keys above which
+``prefetch`` blocks -- backpressure, 200000), ``cache_size`` (clean LRU
+entries, 100000), ``chunk_keys`` (keys per Lua call, 5000), ``timeout``
+(producer flush and shutdown/revocation flush deadline, s, 30).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+import redis.asyncio
+import redis.asyncio.cluster
+import redis.cluster
+from yarl import URL
+
+__all__ = ["CLUSTER_SCHEMES", "SCHEMES", "StoreConfig"]
+
+#: Schemes that select a standalone (or Sentinel-fronted) Redis.
+PLAIN_SCHEMES = ("redis", "rediss")
+#: Schemes that select Redis Cluster.
+CLUSTER_SCHEMES = ("redis+cluster", "rediss+cluster")
+SCHEMES = PLAIN_SCHEMES + CLUSTER_SCHEMES
+
+_TRUE = {"1", "true", "yes", "on"}
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    """Parsed store URL."""
+
+    client_url: str
+    cluster: bool = False
+    flush_interval: float = 0.5
+    flush_keys: int = 10_000
+    max_dirty: int = 200_000
+    cache_size: int = 100_000
+    chunk_keys: int = 5_000
+    timeout: float = 30.0
+
+    @classmethod
+    def from_url(cls, url: str | URL) -> StoreConfig:
+        """Parse a store URL, rejecting unknown schemes and bad values."""
+        url = URL(str(url))
+        if url.scheme not in SCHEMES:
+            raise ValueError(f"not a Redis store URL: {url!s} (schemes: {', '.join(SCHEMES)})")
+        query = dict(url.query)
+        cluster = url.scheme in CLUSTER_SCHEMES or query.pop("cluster", "0").lower() in _TRUE
+        kwargs: dict[str, Any] = {}
+        try:
+            for name in ("flush_interval", "timeout"):
+                if name in query:
+                    kwargs[name] = float(query.pop(name))
+            for name in ("flush_keys", "max_dirty", "cache_size", "chunk_keys"):
+                if name in query:
+                    kwargs[name] = int(query.pop(name))
+        except ValueError as exc:
+            raise ValueError(f"bad option in store URL {url!s}: {exc}") from exc
+        scheme = url.scheme.removesuffix("+cluster")
+        client_url = url.with_scheme(scheme).with_query(query)
+        return cls(client_url=str(client_url), cluster=cluster, **kwargs)
+
+    def sync_client(self) -> redis.Redis | redis.cluster.RedisCluster:
+        """Return a blocking client (reads that cannot wait, iteration, reset)."""
+        if self.cluster:
+            return redis.cluster.RedisCluster.from_url(self.client_url)
+        return redis.Redis.from_url(self.client_url)
+
+    def async_client(self) -> redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster:
+        """Return an asyncio client (claims, prefetch, flushes)."""
+        if self.cluster:
+            return redis.asyncio.cluster.RedisCluster.from_url(self.client_url)
+        return redis.asyncio.Redis.from_url(self.client_url)

@@ -1,0 +1,645 @@
+"""Faust table store kept in Redis, with a write-back buffer and fencing.
+
+Layout (see ``keys``): per table partition one hash of key -> value and one
+metadata hash with the fencing ``epoch`` and the last applied changelog
+``offset``, all under one hash tag, so it works on Redis Cluster.
+
+Recovery. ``persisted_offset(tp)`` returns the offset stored with the data,
+so Faust replays only the changelog records after it: with Redis intact a
+restart reads (almost) nothing, whatever the state size; with Redis emptied
+the offset is gone and Faust rebuilds the partition from the whole
+changelog through ``apply_changelog_batch``. When the stored offset lies
+above the changelog's last offset (faust #158: topics recreated, store
+kept) the partition is stale: it is wiped with a warning and rebuilt.
+
+Exactly-once in state -- the choice. The store keeps CHANGELOG offsets, not
+source offsets, and relies on two facts: (1) changelog records carry full
+values, so replaying any suffix of the changelog over older data converges
+to the newest values; (2) the customer state carries an idempotency ledger,
+so an input event that is replayed after a crash changes nothing. Storing
+source offsets next to the data would add nothing to (2) and would need a
+second, per-source-partition commit protocol. The invariant the store
+keeps is: *Redis only ever holds values whose changelog records and whose
+outputs the broker has acknowledged, and the stored offset never exceeds
+the offset of a record whose value is not yet in Redis.* A flush therefore:
+
+1. seals the buffer (``seal()``; done by ``prefetch`` at the start of every
+   batch, when the previous batch's outputs have been handed to the
+   producer) and notes the changelog offset acknowledged at that moment --
+   a lower bound of what the sealed writes cover;
+2. awaits ``app.producer.flush()``: every changelog record and output sent
+   so far, hence all those of the sealed writes, is acknowledged;
+3. writes the sealed values and the noted offset in one Lua script per
+   partition (large partitions in chunks, the offset with the last chunk:
+   data ahead of its offset is harmless by fact 1).
+
+Crash windows (kill -9): before step 3, Redis has the previous flush and its
+offset; the changelog tail after it is replayed, plus input events whose
+source offsets were not committed (no-ops by the ledger). Between chunks of
+step 3: data partly newer than the stored offset; replay converges. After
+step 3: nothing to replay beyond the noted offset. In no window does Redis
+hold the effect of an event whose output could be lost. The one window the
+store cannot close is inside Faust: the changelog record of a write may be
+acknowledged while the output of the same event is not (two independent
+records); the ledger then suppresses the output on replay. Until a sealed
+write is flushed, a revoked or stopped worker drops nothing that matters: it
+is in the acknowledged changelog and the new owner replays it.
+
+Sealing mode. A store whose user never calls ``prefetch``/``seal`` seals at
+each flush (the outputs an agent sends after yielding between a table write
+and its send are then not covered by step 2); once ``prefetch``/``seal`` is
+called, only explicitly sealed writes are flushed.
+
+Fencing. On every assignment the store claims each active partition with
+HINCRBY on its epoch (one script returning the new epoch and the stored
+offset). Every write script checks the epoch, so once a new owner has
+claimed, a zombie's flush is refused: it is dropped and logged, and the
+store forgets the partition (its data is in the changelog anyway).
+
+Standby replicas are not needed with a shared Redis (set
+``table_standby_replicas=0``); if Faust assigns some anyway, their offsets
+are read from Redis so Faust skips the changelog, and their records are
+ignored.
+
+Failures. Redis errors are retried with exponential backoff and counted in
+``ltv_store_errors_total{operation}``. While Redis is down the buffer grows
+up to ``max_dirty`` keys, then ``prefetch`` blocks, so the agent stops
+consuming instead of dropping data; ``healthy``/``ready`` report it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any, TypeVar
+
+import redis.exceptions
+from faust.stores.base import SerializedStore
+from faust.streams import current_event
+from faust.types import TP, AppT, CollectionT, EventT
+from mode import Service
+from yarl import URL
+
+from state.store.buffer import CleanCache, PartitionBuffer, Snapshot
+from state.store.config import StoreConfig
+from state.store.keys import OFFSET_FIELD, KeyLayout
+from state.store.metrics import StoreMetrics, default_metrics
+from state.store.scripts import CLAIM, WIPE, WRITE, Script
+
+__all__ = ["PartitionFenced", "RedisStore"]
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+#: Errors after which the same command may succeed: retried with backoff.
+RETRYABLE = (
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    redis.exceptions.ClusterDownError,
+    redis.exceptions.TryAgainError,
+    redis.exceptions.MasterDownError,
+    OSError,
+)
+_MAX_BACKOFF = 5.0
+
+
+class PartitionFenced(Exception):
+    """Another worker claimed the partition: this worker's write was refused."""
+
+
+def _to_offset(raw: Any) -> int | None:
+    return None if raw is None else int(raw)
+
+
+def _as_bytes(raw: Any) -> bytes | None:
+    """Narrow a reply of a ``decode_responses=False`` client."""
+    assert raw is None or isinstance(raw, bytes)
+    return raw
+
+
+class RedisStore(SerializedStore):  # type: ignore[type-arg]
+    """Faust store for ``redis://``, ``rediss://`` and ``redis+cluster://``.
+
+    Extra API for the app: ``prefetch``, ``seal``, ``flush``, ``healthy``,
+    ``ready``. Table options (``Table(options=...)``): ``metrics`` -- a
+    :class:`StoreMetrics` (default: on the default registry).
+    """
+
+    def __init__(self, url: str | URL, app: AppT, table: CollectionT, **kwargs: Any) -> None:
+        super().__init__(url, app, table, **kwargs)
+        self.config = StoreConfig.from_url(url)
+        self.layout = KeyLayout(app.conf.id, self.table_name)
+        options = self.options or {}
+        self.metrics: StoreMetrics = options.get("metrics") or default_metrics()
+        self._sync = self.config.sync_client()
+        self._async = self.config.async_client()
+        self._buffers: dict[int, PartitionBuffer] = {}
+        self._epochs: dict[int, int] = {}
+        self._offsets: dict[TP, int | None] = {}
+        self._acked: dict[int, int] = {}
+        self._flush_seq: dict[int, int] = {}
+        self._cache: CleanCache[tuple[int, bytes]] = CleanCache(self.config.cache_size)
+        self._explicit_seal = False
+        self._flush_lock = asyncio.Lock()
+        self._flush_wanted = asyncio.Event()
+        self._writable = asyncio.Event()
+        self._writable.set()
+        self._failing_since: float | None = None
+        self._claimed = False
+        app.on_partitions_revoked.connect(self._on_partitions_revoked)  # type: ignore[arg-type]
+
+    # -- health ------------------------------------------------------------
+
+    @property
+    def healthy(self) -> bool:
+        """Redis answers and the buffer is below its cap (for /readyz)."""
+        return self._failing_since is None and self._writable.is_set()
+
+    @property
+    def ready(self) -> bool:
+        """Healthy, and the current assignment has been claimed."""
+        return self.healthy and self._claimed
+
+    @property
+    def dirty_keys(self) -> int:
+        """Number of buffered (not yet flushed) writes."""
+        return sum(len(buffer) for buffer in self._buffers.values())
+
+    # -- the app's hooks -----------------------------------------------------
+
+    def seal(self) -> None:
+        """Declare every write so far flushable (its outputs are sent)."""
+        self._explicit_seal = True
+        self._seal_all()
+
+    async def prefetch(self, partition: int, keys: Iterable[bytes]) -> None:
+        """Seal, wait for buffer room, and load ``keys`` in one round trip.
+
+        Call once per batch, before reading the batch's keys of
+        ``partition``: reads then never block the loop on Redis.
+        """
+        self.seal()
+        await self._writable.wait()
+        buffer = self._buffers.get(partition)
+        if buffer is None:
+            return
+        misses = [
+            key
+            for key in dict.fromkeys(keys)
+            if key not in buffer and (partition, key) not in self._cache
+        ]
+        if not misses:
+            return
+        seq = self._flush_seq.get(partition, 0)
+        data_key = self.layout.data_key(partition)
+        values = await self._retry("prefetch", lambda: self._async.hmget(data_key, misses))
+        # A flush that landed meanwhile may have made these values stale.
+        if self._buffers.get(partition) is not buffer or self._flush_seq.get(partition, 0) != seq:
+            return
+        for key, value in zip(misses, values, strict=True):
+            if key not in buffer:
+                self._cache.put((partition, key), _as_bytes(value))
+
+    async def flush(self, partitions: Iterable[int] | None = None) -> None:
+        """Write sealed writes of ``partitions`` (default all) to Redis."""
+        await self._flush(partitions, deadline=None)
+
+    # -- Faust store API ---------------------------------------------------
+
+    def persisted_offset(self, tp: TP) -> int | None:
+        """Return the changelog offset stored with the partition's data."""
+        return self._offsets.get(tp)
+
+    def set_persisted_offset(self, tp: TP, offset: int) -> None:
+        """Note an acknowledged changelog offset (stored by the next flush)."""
+        if offset > self._acked.get(tp.partition, -1):
+            self._acked[tp.partition] = offset
+
+    def apply_changelog_batch(
+        self,
+        batch: Iterable[EventT[Any]],
+        to_key: Callable[[Any], Any],
+        to_value: Callable[[Any], Any],
+    ) -> None:
+        """Buffer recovered changelog records of active partitions."""
+        for event in batch:
+            message = event.message
+            buffer = self._buffers.get(message.partition)
+            if buffer is None:
+                continue  # standby partition: Redis already has it
+            if message.key is None:
+                raise TypeError(f"Changelog entry is missing key: {message}")
+            buffer.recover(message.key, message.value, message.offset)
+            self.set_persisted_offset(message.tp, message.offset)
+        self._after_write()
+
+    def _get(self, key: bytes) -> bytes | None:
+        partitions = self._partitions_for_read()
+        for partition in partitions:
+            found, value = self._lookup_local(partition, key)
+            if found:
+                return value
+        return self._read_through(partitions, key)
+
+    def _set(self, key: bytes, value: bytes | None) -> None:
+        partition = self._write_partition()
+        buffer = self._buffers.get(partition)
+        if buffer is None:
+            logger.warning(
+                "%s: write to partition %d that this worker does not own: dropped "
+                "(the changelog has it)",
+                self.table_name,
+                partition,
+            )
+            return
+        buffer.write(key, value)
+        self._after_write()
+
+    def _del(self, key: bytes) -> None:
+        self._set(key, None)
+
+    def _contains(self, key: bytes) -> bool:
+        return self._get(key) is not None
+
+    def _iteritems(self) -> Iterator[tuple[bytes, bytes]]:
+        for partition in sorted(self._buffers):
+            overlay = self._buffers[partition].overlay()
+            data_key = self.layout.data_key(partition)
+            for key, value in self._sync.hscan_iter(data_key, count=1000):
+                if key not in overlay:
+                    yield key, value
+            for key, buffered in overlay.items():
+                if buffered is not None:
+                    yield key, buffered
+
+    def _iterkeys(self) -> Iterator[bytes]:
+        for key, _ in self._iteritems():
+            yield key
+
+    def _itervalues(self) -> Iterator[bytes]:
+        for _, value in self._iteritems():
+            yield value
+
+    def _size(self) -> int:
+        return sum(1 for _ in self._iteritems())
+
+    def _clear(self) -> None:
+        for partition in list(self._buffers):
+            if not self._run_sync(WIPE, partition, [str(self._epochs[partition])]):
+                self._forget(partition, reason="fenced while clearing")
+                continue
+            self._buffers[partition] = PartitionBuffer()
+            self._drop_cache(partition)
+
+    def reset_state(self) -> None:
+        """Delete this app's keys of this table (all partitions), nothing else."""
+        pattern = self.layout.scan_pattern()
+        keys = list(self._sync.scan_iter(match=pattern, count=1000))
+        pipe = self._sync.pipeline(transaction=False)
+        for key in keys:
+            pipe.unlink(key)
+        pipe.execute()
+        for partition in list(self._buffers):
+            self._forget(partition, reason="reset")
+        logger.info("%s: reset_state removed %d Redis keys", self.table_name, len(keys))
+
+    async def backup_partition(
+        self, tp: TP | int, flush: bool = True, purge: bool = False, keep: int = 1
+    ) -> None:
+        """Not supported: Redis persistence (AOF/RDB) is the backup."""
+        raise NotImplementedError("RedisStore relies on Redis persistence for backups")
+
+    def restore_backup(self, tp: TP | int, latest: bool = True, backup_id: int = 0) -> None:
+        """Not supported: Redis persistence (AOF/RDB) is the backup."""
+        raise NotImplementedError("RedisStore relies on Redis persistence for backups")
+
+    async def on_rebalance(
+        self,
+        assigned: set[TP],
+        revoked: set[TP],
+        newly_assigned: set[TP],
+        generation_id: int = 0,
+    ) -> None:
+        """Forget revoked partitions, claim active ones, read standby offsets."""
+        topics = self.table.changelog_topic.topics
+        standbys = self.app.assignor.assigned_standbys()
+        mine = {tp for tp in assigned if tp.topic in topics}
+        active = {tp for tp in mine if tp not in standbys}
+        for tp in revoked:
+            if tp.topic in topics and tp not in active:
+                self._forget(tp.partition, reason="revoked")
+        self._offsets = {tp: off for tp, off in self._offsets.items() if tp in mine}
+        self._claimed = False
+        await self._claim(active)
+        await self._read_standby_offsets(mine - active)
+        self._claimed = True
+
+    # -- lifecycle ----------------------------------------------------------
+
+    @Service.task
+    async def _flusher(self) -> None:
+        """Flush on the interval, or early when the buffer grows large."""
+        while not self.should_stop:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._flush_wanted.wait(), self.config.flush_interval)
+            self._flush_wanted.clear()
+            try:
+                await self._flush(None, deadline=None)
+            except Exception:  # keep the task alive: the next interval retries
+                logger.exception("%s: flush failed", self.table_name)
+
+    async def on_stop(self) -> None:
+        """Flush what is sealed, within the configured deadline, then close."""
+        try:
+            await self._flush(None, deadline=time.monotonic() + self.config.timeout)
+        except Exception:
+            logger.exception("%s: final flush failed; the changelog has the data", self.table_name)
+        await self._async.aclose()
+        self._sync.close()
+
+    async def _on_partitions_revoked(self, sender: Any, revoked: set[TP], **_: Any) -> None:
+        """Faust stopped the agents and flushed the producer: persist all."""
+        self._seal_all()
+        partitions = {
+            tp.partition for tp in revoked if tp.topic in self.table.changelog_topic.topics
+        }
+        try:
+            await self._flush(partitions, deadline=time.monotonic() + self.config.timeout)
+        except Exception:
+            logger.exception(
+                "%s: flush on revocation failed; the changelog has it", self.table_name
+            )
+
+    # -- internals: ownership ---------------------------------------------------
+
+    async def _claim(self, tps: set[TP]) -> None:
+        if not tps:
+            return
+        ordered = sorted(tps)
+        replies = await asyncio.gather(
+            *(self._retry("claim", self._evaluator(CLAIM, tp.partition, [])) for tp in ordered)
+        )
+        highwaters = await self._highwaters(ordered)
+        for tp, (epoch_raw, offset_raw) in zip(ordered, replies, strict=True):
+            partition, epoch, offset = tp.partition, int(epoch_raw), _to_offset(offset_raw)
+            if self._epochs.get(partition) != epoch - 1:
+                # Not ours since the last claim (or never): local copies are stale.
+                self._forget(partition, reason="claimed anew")
+                self._buffers[partition] = PartitionBuffer(flushed_offset=offset)
+            self._epochs[partition] = epoch
+            last = highwaters.get(tp)
+            if offset is not None and last is not None and offset > last:
+                logger.warning(
+                    "%s: stored offset %d of %s is above the changelog's last offset %d "
+                    "(topic recreated? faust #158): wiping the partition, rebuilding it",
+                    self.table_name,
+                    offset,
+                    tp,
+                    last,
+                )
+                await self._retry("wipe", self._evaluator(WIPE, partition, [str(epoch)]))
+                self._drop_cache(partition)
+                self._buffers[partition] = PartitionBuffer()
+                offset = None
+            self._offsets[tp] = offset
+            if offset is not None:
+                self.set_persisted_offset(tp, offset)
+            else:
+                self._acked.pop(partition, None)
+
+    async def _highwaters(self, tps: Sequence[TP]) -> Mapping[TP, int]:
+        """Return each changelog partition's last offset (end - 1)."""
+        try:
+            ends = await asyncio.wait_for(self.app.consumer.highwaters(*tps), self.config.timeout)
+        except Exception:
+            logger.exception(
+                "%s: no changelog highwaters; skipping the #158 check", self.table_name
+            )
+            return {}
+        return {tp: end - 1 for tp, end in ends.items() if end is not None}
+
+    async def _read_standby_offsets(self, tps: set[TP]) -> None:
+        for tp in tps:
+            raw = await self._retry("standby", self._offset_reader(tp.partition))
+            self._offsets[tp] = _to_offset(raw)
+
+    def _forget(self, partition: int, *, reason: str) -> None:
+        if self._buffers.pop(partition, None) is not None:
+            logger.info("%s: forgetting partition %d (%s)", self.table_name, partition, reason)
+        self._epochs.pop(partition, None)
+        self._acked.pop(partition, None)
+        self._drop_cache(partition)
+        self._update_dirty()
+
+    def _drop_cache(self, partition: int) -> None:
+        self._cache.discard_where(lambda entry: entry[0] == partition)
+        self._flush_seq[partition] = self._flush_seq.get(partition, 0) + 1
+
+    # -- internals: reads and writes -------------------------------------------
+
+    def _write_partition(self) -> int:
+        event = current_event()
+        if event is None:
+            raise RuntimeError(
+                f"{self.table_name}: table write outside of stream iteration "
+                "(no current event, so no partition)"
+            )
+        return int(event.message.partition)
+
+    def _partitions_for_read(self) -> list[int]:
+        event = current_event()
+        if event is not None and not self.table.is_global:
+            return [int(event.message.partition)]
+        return sorted(self._buffers)
+
+    def _lookup_local(self, partition: int, key: bytes) -> tuple[bool, bytes | None]:
+        buffer = self._buffers.get(partition)
+        if buffer is None:
+            return False, None
+        found, value = buffer.lookup(key)
+        if found:
+            return found, value
+        return self._cache.lookup((partition, key))
+
+    def _read_through(self, partitions: list[int], key: bytes) -> bytes | None:
+        """Blocking read of a key that prefetch did not load (counted)."""
+        if not partitions:
+            return None
+        self.metrics.sync_reads.inc()
+        pipe = self._sync.pipeline(transaction=False)
+        for partition in partitions:
+            pipe.hget(self.layout.data_key(partition), key)
+        try:
+            values = pipe.execute()
+        except RETRYABLE:
+            self.metrics.errors.labels("read").inc()
+            raise
+        found: bytes | None = None
+        for partition, value in zip(partitions, values, strict=True):
+            if partition in self._buffers:
+                self._cache.put((partition, key), value)
+            if value is not None and found is None:
+                found = value
+        return found
+
+    def _after_write(self) -> None:
+        sealed = sum(len(buffer.sealed) for buffer in self._buffers.values())
+        dirty = self._update_dirty()
+        if sealed >= self.config.flush_keys or dirty >= self.config.max_dirty:
+            self._flush_wanted.set()
+
+    def _update_dirty(self) -> int:
+        dirty = self.dirty_keys
+        self.metrics.dirty_keys.set(dirty)
+        if dirty > self.config.max_dirty:
+            self._writable.clear()
+        else:
+            self._writable.set()
+        return dirty
+
+    def _seal_all(self) -> None:
+        for partition, buffer in self._buffers.items():
+            buffer.seal(self._acked.get(partition))
+
+    # -- internals: flush ----------------------------------------------------
+
+    async def _flush(self, partitions: Iterable[int] | None, *, deadline: float | None) -> None:
+        async with self._flush_lock:
+            if not self._explicit_seal:
+                self._seal_all()
+            wanted = set(self._buffers if partitions is None else partitions)
+            work = {
+                p: buffer for p, buffer in self._buffers.items() if p in wanted and buffer.pending()
+            }
+            if not work:
+                return
+            started = time.monotonic()
+            snapshots = {p: buffer.take() for p, buffer in work.items()}
+            try:
+                await asyncio.wait_for(self.app.producer.flush(), self.config.timeout)
+            except BaseException:
+                for buffer in work.values():
+                    buffer.abort()
+                self.metrics.errors.labels("producer_flush").inc()
+                raise
+            pending = list(work)
+            try:
+                while pending:
+                    partition = pending[0]
+                    await self._write_snapshot(
+                        partition, work[partition], snapshots[partition], deadline
+                    )
+                    pending.pop(0)
+            except BaseException:
+                for partition in pending:
+                    work[partition].abort()
+                raise
+            self.metrics.flush_seconds.observe(time.monotonic() - started)
+            self._update_dirty()
+
+    async def _write_snapshot(
+        self, partition: int, buffer: PartitionBuffer, snapshot: Snapshot, deadline: float | None
+    ) -> None:
+        epoch = self._epochs.get(partition)
+        try:
+            if epoch is None or self._buffers.get(partition) is not buffer:
+                raise PartitionFenced(f"partition {partition} no longer owned")
+            for args in self._write_chunks(epoch, snapshot):
+                applied = await self._retry(
+                    "flush", self._evaluator(WRITE, partition, args), deadline
+                )
+                if not applied:
+                    raise PartitionFenced(f"epoch {epoch} of partition {partition} superseded")
+                self._flush_seq[partition] = self._flush_seq.get(partition, 0) + 1
+        except PartitionFenced as exc:
+            self.metrics.fenced_flushes.inc()
+            logger.error(
+                "%s: flush refused, dropping %d writes: %s",
+                self.table_name,
+                len(snapshot.items),
+                exc,
+            )
+            self._forget(partition, reason="fenced")
+            return
+        buffer.settle(snapshot)
+        self.metrics.keys_flushed.inc(len(snapshot.items))
+        for key, value in snapshot.items.items():
+            if key not in buffer:
+                self._cache.put((partition, key), value)
+
+    def _write_chunks(self, epoch: int, snapshot: Snapshot) -> Iterator[list[Any]]:
+        """Yield WRITE argument lists; only the last one stores the offset."""
+        items = list(snapshot.items.items())
+        size = self.config.chunk_keys
+        starts = range(0, max(len(items), 1), size)
+        for start in starts:
+            chunk = items[start : start + size]
+            is_last = start == starts[-1]
+            offset = "" if snapshot.offset is None or not is_last else str(snapshot.offset)
+            pairs = [part for key, value in chunk if value is not None for part in (key, value)]
+            deletes = [key for key, value in chunk if value is None]
+            yield [str(epoch), offset, str(len(pairs) // 2), *pairs, *deletes]
+
+    # -- internals: Redis calls --------------------------------------------------
+
+    def _evaluator(
+        self, script: Script, partition: int, args: list[Any]
+    ) -> Callable[[], Awaitable[Any]]:
+        keys = [self.layout.data_key(partition), self.layout.meta_key(partition)]
+
+        async def call() -> Any:
+            try:
+                return await self._async.evalsha(script.sha, len(keys), *keys, *args)
+            except redis.exceptions.NoScriptError:
+                return await self._async.eval(script.source, len(keys), *keys, *args)
+
+        return call
+
+    def _offset_reader(self, partition: int) -> Callable[[], Awaitable[Any]]:
+        meta_key = self.layout.meta_key(partition)
+
+        async def call() -> Any:
+            return await self._async.hget(meta_key, OFFSET_FIELD)
+
+        return call
+
+    def _run_sync(self, script: Script, partition: int, args: list[Any]) -> Any:
+        keys = [self.layout.data_key(partition), self.layout.meta_key(partition)]
+        try:
+            return self._sync.eval(script.source, len(keys), *keys, *args)
+        except RETRYABLE:
+            self.metrics.errors.labels("clear").inc()
+            raise
+
+    async def _retry(
+        self, operation: str, call: Callable[[], Awaitable[T]], deadline: float | None = None
+    ) -> T:
+        """Run ``call`` until it succeeds; back off exponentially on Redis errors."""
+        delay = 0.05
+        while True:
+            try:
+                result = await call()
+            except RETRYABLE as exc:
+                self.metrics.errors.labels(operation).inc()
+                if self._failing_since is None:
+                    self._failing_since = time.monotonic()
+                logger.warning(
+                    "%s: Redis %s failed (%r); retry in %.2fs",
+                    self.table_name,
+                    operation,
+                    exc,
+                    delay,
+                )
+                if self.should_stop and deadline is None:
+                    raise  # stopping: on_stop retries within its own deadline
+                if deadline is not None and time.monotonic() + delay > deadline:
+                    raise
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, _MAX_BACKOFF)
+                continue
+            self._failing_since = None
+            return result
