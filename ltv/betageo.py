@@ -48,10 +48,16 @@ from ltv.fitting import (
     prepare_weights,
 )
 
-# Below this distance from a == 1 the expectation's (bracket / (a - 1)) is a
-# 0/0 removable singularity; it is evaluated symmetrically at 1 +- this step,
-# which cancels the first-order error (second-order error ~1e-14).
-_A_ONE_STEP = 1e-7
+# Two removable trouble spots of the closed form, both handled by evaluating
+# on either side of the trouble point and interpolating linearly in the
+# parameter (error O(step^2)):
+# * a == 1: (bracket / (a - 1)) is 0/0 (near it, accuracy is ~1e-6 relative:
+#   the bracket itself is a difference of two numbers close to 1);
+# * r - a an integer: then C - A - B of the transformed 2F1 is an integer,
+#   the degenerate case of the z -> 1 - z connection formula (A&S 15.3.10-12)
+#   where scipy's hyp2f1 returns -inf or loses ~6 digits (scipy 1.17).
+_A_ONE_STEP = 1e-5
+_R_STEP = 1e-7
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,13 +161,39 @@ def expected_orders(
 
 def _growth(params: BetaGeoParams, x: FloatArray, c: FloatArray, t: FloatArray) -> FloatArray:
     """Expected orders in (T, T+t] for an *alive* customer; c = alpha + T."""
-    a = params.a
-    if abs(a - 1.0) < _A_ONE_STEP:
-        low = _growth_at(params.r, a - _A_ONE_STEP, params.b, params.offset, x, c, t)
-        high = _growth_at(params.r, a + _A_ONE_STEP, params.b, params.offset, x, c, t)
-        result: FloatArray = 0.5 * (low + high)
-        return result
-    return _growth_at(params.r, a, params.b, params.offset, x, c, t)
+    return _blend_a(params.r, params.a, params.b, params.offset, x, c, t)
+
+
+def _sides(value: float, centre: float, step: float) -> tuple[float, float, float]:
+    """(low, high, weight of high) bracketing a trouble point, or (value, value, 0)."""
+    if abs(value - centre) < step:
+        low, high = centre - step, centre + step
+        return low, high, (value - low) / (high - low)
+    return value, value, 0.0
+
+
+def _blend_a(
+    r: float, a: float, b: float, m: int, x: FloatArray, c: FloatArray, t: FloatArray
+) -> FloatArray:
+    low, high, weight = _sides(a, 1.0, _A_ONE_STEP)
+    if low == high:
+        return _blend_r(r, a, b, m, x, c, t)
+    result: FloatArray = (1.0 - weight) * _blend_r(r, low, b, m, x, c, t) + weight * _blend_r(
+        r, high, b, m, x, c, t
+    )
+    return result
+
+
+def _blend_r(
+    r: float, a: float, b: float, m: int, x: FloatArray, c: FloatArray, t: FloatArray
+) -> FloatArray:
+    low, high, weight = _sides(r, a + round(r - a), _R_STEP * max(1.0, r))
+    if low == high:
+        return _growth_at(r, a, b, m, x, c, t)
+    result: FloatArray = (1.0 - weight) * _growth_at(low, a, b, m, x, c, t) + weight * _growth_at(
+        high, a, b, m, x, c, t
+    )
+    return result
 
 
 def _growth_at(
@@ -206,6 +238,32 @@ def growth_curve(params: BetaGeoParams, x: ArrayLike, T: ArrayLike, t: ArrayLike
     """
     Ta = as_float_array(T)
     return _growth(params, as_float_array(x), params.alpha + Ta, as_float_array(t))
+
+
+def simulate(
+    params: BetaGeoParams, T: ArrayLike, rng: np.random.Generator
+) -> tuple[FloatArray, FloatArray]:
+    """Draw (x, t_x) for customers observed for T time units, from the model itself.
+
+    Generative story (FHL 2005 section 3): lambda ~ Gamma(r, alpha),
+    p ~ Beta(a, b); the number of repeat purchases made before dropping out is
+    K ~ Geometric(p) on {1, 2, ...} for BG/NBD and on {0, 1, ...} for MBG/NBD
+    (coin also tossed at the first purchase). With N ~ Poisson(lambda T) the
+    purchases an immortal customer would make in (0, T], x = min(N, K), and
+    the x-th of N uniform arrival times is T * Beta(x, N - x + 1).
+    Used to benchmark fits at scale and to check parameter recovery.
+    """
+    Ta = as_float_array(T)
+    shape = Ta.shape
+    lam = rng.gamma(params.r, 1.0 / params.alpha, shape)
+    p = rng.beta(params.a, params.b, shape)
+    n = rng.poisson(lam * Ta)
+    k = rng.geometric(p) - params.offset
+    x = np.minimum(n, k)
+    has_repeat = x > 0
+    share = rng.beta(np.where(has_repeat, x, 1), n - x + 1)
+    t_x = np.where(has_repeat, Ta * share, 0.0)
+    return x.astype(np.float64), t_x
 
 
 def fit_beta_geo(

@@ -19,6 +19,7 @@ from ltv.betageo import (
     log_likelihood,
     p_alive,
     p_alive_scalar,
+    simulate,
 )
 from ltv.fitting import ArrayLike, FitResult
 
@@ -30,6 +31,7 @@ __all__ = [
     "log_likelihood",
     "p_alive",
     "p_alive_scalar",
+    "simulate",
 ]
 
 

@@ -20,6 +20,7 @@ from ltv.betageo import (
     log_likelihood,
     p_alive,
     p_alive_scalar,
+    simulate,
 )
 from ltv.fitting import ArrayLike, FitResult
 
@@ -31,6 +32,7 @@ __all__ = [
     "log_likelihood",
     "p_alive",
     "p_alive_scalar",
+    "simulate",
 ]
 
 
