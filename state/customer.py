@@ -18,7 +18,8 @@ Order independence
     * a cancellation that arrives before its purchase is held and applied when the
       purchase arrives;
     * idempotency assumes retries are copies: events sharing an ``event_id``, or
-      purchases sharing an ``order_id``, carry the same payload.
+      purchases sharing an ``order_id``, carry the same payload.  Purchases are
+      deduplicated by order id (the ledger), cancellations by event id (``seen``).
 
 Version counter
     ``version`` counts input events incorporated into the state: each purchase that
@@ -34,7 +35,7 @@ Bounded state and the compaction guarantee
     The customer's ``horizon`` is ``watermark - ledger_window``, raised further when
     the ledger holds more than ``max_ledger_orders`` orders (to keep the newest 90 %).
     Everything older than the horizon is folded into aggregates: ledger entries,
-    remembered event ids, and whole purchase days before the horizon's day.  The
+    remembered cancellation ids, and whole purchase days before the horizon's day.  The
     totals stay exact.  What is lost is the ability to change the past: an event with
     ``occurred_at`` before the horizon is answered ``late`` and not applied (it goes
     to the dead-letter topic), because its duplicate-ness can no longer be decided;
@@ -287,6 +288,10 @@ _WATCHED = (
 )
 
 
+def _held_key(h: Held) -> tuple[datetime, str]:
+    return h.occurred_at, h.event_id
+
+
 def _day(ts: datetime) -> int:
     return ts.date().toordinal()
 
@@ -338,12 +343,14 @@ def apply_purchase(state: CustomerState, p: Purchase, cfg: StateConfig) -> Trans
     """Add an order (and any cancellations held for it)."""
     if p.customer_id != state.customer_id:
         raise ValueError(f"purchase of {p.customer_id!r} applied to {state.customer_id!r}")
-    if p.event_id in state.seen or p.order_id in state.ledger:
+    # A redelivered purchase repeats its order id, so the order id alone decides;
+    # recording purchase event ids too would make the state depend on which of two
+    # retries (same order, different event ids) happened to arrive first.
+    if p.order_id in state.ledger:
         return Transition(state, "duplicate")
     if state.horizon is not None and p.occurred_at < state.horizon:
         return Transition(state, "late")
     s = _copy(state)
-    s.seen[p.event_id] = p.occurred_at
     s.floor = _min_time(s.floor, p.occurred_at)
     net = cfg.fx.convert(p.amount, p.currency)
     rate = cfg.default_margin if p.margin_rate is None else p.margin_rate
@@ -360,7 +367,7 @@ def apply_purchase(state: CustomerState, p: Purchase, cfg: StateConfig) -> Trans
         _record_charge(s, p, net)
     s.version += 1
     applied = [Applied("purchase", p.event_id)]
-    for held in sorted(s.pending.pop(p.order_id, ()), key=lambda h: (h.occurred_at, h.event_id)):
+    for held in s.pending.pop(p.order_id, ()):
         applied.append(_refund(s, p.order_id, held, cfg.fx))
     expired = _advance(s, p.occurred_at, cfg)
     return Transition(s, "applied", tuple(applied), expired, _changed(state, s))
@@ -383,7 +390,8 @@ def apply_cancellation(state: CustomerState, c: Cancellation, cfg: StateConfig) 
         applied: tuple[Applied, ...] = (_refund(s, c.order_id, held, cfg.fx),)
     else:
         outcome, applied = "held", ()
-        s.pending[c.order_id] = (*s.pending.get(c.order_id, ()), held)
+        # Kept sorted, so the held tuple does not depend on arrival order.
+        s.pending[c.order_id] = tuple(sorted((*s.pending.get(c.order_id, ()), held), key=_held_key))
     expired = _advance(s, c.occurred_at, cfg)
     return Transition(s, outcome, applied, expired, _changed(state, s))
 
@@ -515,7 +523,7 @@ def _expire(s: CustomerState, limit: datetime) -> tuple[tuple[str, Held], ...]:
             s.pending[order_id] = keep
         else:
             del s.pending[order_id]
-    return tuple(sorted(out, key=lambda x: (x[1].occurred_at, x[1].event_id)))
+    return tuple(sorted(out, key=lambda x: _held_key(x[1])))
 
 
 def _compact(s: CustomerState, horizon: datetime) -> tuple[tuple[str, Held], ...]:

@@ -1,0 +1,197 @@
+"""Random event histories for the domain-core property tests, and an oracle.
+
+The oracle recomputes a customer's figures straight from the list of events, with
+no state, no holding and no incremental updates, so that it shares nothing with
+``state.customer`` except the FX rounding rule (which is the definition of money).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+from hypothesis import strategies as st
+
+from state.customer import CustomerState, StateConfig, Transition, apply_cancellation
+from state.customer import apply_purchase, new_state
+from state.events import Cancellation, Interval, Item, Purchase, Scope, Subscription
+from state.fx import MONEY_QUANTUM, load_fx_table
+
+FX = load_fx_table(base="SEK")
+CFG = StateConfig(fx=FX, default_margin=Decimal("0.5"))
+CUSTOMER = "c-1"
+T0 = datetime(2026, 3, 1, tzinfo=UTC)
+CURRENCIES = ("SEK", "EUR", "USD", "JPY")
+
+Event = Purchase | Cancellation
+
+money = st.decimals(min_value=0, max_value=2000, places=2)
+minutes = st.integers(min_value=0, max_value=20 * 24 * 60)  # a 20-day span
+
+
+@st.composite
+def purchases(draw: st.DrawFn, index: int, max_minutes: int = 20 * 24 * 60) -> Purchase:
+    sub = draw(st.none() | st.sampled_from(("basic", "pro")))
+    return Purchase.model_construct(
+        event_id=f"p-{index}",
+        order_id=f"o-{index}",
+        customer_id=CUSTOMER,
+        occurred_at=T0 + timedelta(minutes=draw(st.integers(0, max_minutes))),
+        amount=draw(money),
+        currency=draw(st.sampled_from(CURRENCIES)),
+        margin_rate=draw(st.none() | st.decimals(min_value=0, max_value=1, places=2)),
+        channel=draw(st.none() | st.sampled_from(("seo", "paid", "email"))),
+        items=tuple(
+            Item.model_construct(sku="s", category=c, quantity=1, unit_price=None)
+            for c in draw(st.lists(st.sampled_from(("books", "toys", "food")), max_size=2))
+        ),
+        subscription=None
+        if sub is None
+        else Subscription.model_construct(plan_id=sub, interval=Interval.MONTH),
+    )
+
+
+@st.composite
+def histories(draw: st.DrawFn) -> list[Event]:
+    """Orders, cancellations (partial, full, of unknown orders, before their order),
+    exact redeliveries and purchase retries with a fresh event id."""
+    n_orders = draw(st.integers(0, 6))
+    events: list[Event] = [draw(purchases(i)) for i in range(n_orders)]
+    for j in range(draw(st.integers(0, 6))):
+        target = draw(st.integers(0, n_orders))  # n_orders: an order that never arrives
+        events.append(
+            Cancellation.model_construct(
+                event_id=f"c-{j}",
+                order_id=f"o-{target}",
+                customer_id=CUSTOMER,
+                occurred_at=T0 + timedelta(minutes=draw(minutes)),
+                amount=draw(st.none() | money),
+                currency=draw(st.none() | st.sampled_from(CURRENCIES)),
+                scope=draw(st.sampled_from(Scope)),
+                reason=None,
+            )
+        )
+    if events:
+        for k in draw(st.lists(st.integers(0, len(events) - 1), max_size=3)):
+            events.append(events[k])
+    for i in draw(st.lists(st.integers(0, max(n_orders - 1, 0)), max_size=2)) if n_orders else []:
+        original = events[i]
+        assert isinstance(original, Purchase)
+        events.append(original.model_copy(update={"event_id": f"retry-{i}-{len(events)}"}))
+    return events
+
+
+def apply(state: CustomerState, event: Event, cfg: StateConfig = CFG) -> Transition:
+    if isinstance(event, Purchase):
+        return apply_purchase(state, event, cfg)
+    return apply_cancellation(state, event, cfg)
+
+
+def replay(events: Iterable[Event], cfg: StateConfig = CFG) -> CustomerState:
+    state = new_state(CUSTOMER)
+    for event in events:
+        state = apply(state, event, cfg).state
+    return state
+
+
+@dataclass(frozen=True)
+class Expected:
+    version: int
+    orders: int
+    gross: Decimal
+    net: Decimal
+    margin: Decimal
+    purchase_days: int
+    first_order_at: datetime | None
+    last_order_at: datetime | None
+    first_day_net: Decimal
+    channel: str | None
+    categories: frozenset[str]
+    plan: str | None
+    subscription_ended_at: datetime | None
+    held: frozenset[str]
+
+
+def _q(x: Decimal) -> Decimal:
+    return x.quantize(MONEY_QUANTUM)
+
+
+def oracle(events: Sequence[Event], default_margin: Decimal = CFG.default_margin) -> Expected:
+    distinct = list({e.event_id: e for e in events}.values())
+    orders: dict[str, Purchase] = {}
+    for e in sorted((e for e in distinct if isinstance(e, Purchase)), key=lambda e: e.event_id):
+        orders.setdefault(e.order_id, e)
+    cancels = [e for e in distinct if isinstance(e, Cancellation)]
+    matched = [c for c in cancels if c.order_id in orders]
+
+    nets: dict[str, Decimal] = {}
+    margin = Decimal(0)
+    live: list[Purchase] = []
+    for oid, p in orders.items():
+        refunds = [c for c in matched if c.order_id == oid]
+        bearing = [c for c in refunds if c.scope is Scope.ORDER or c.amount is not None]
+        total = Decimal(0)
+        for c in bearing:
+            if c.amount is None:
+                total += p.amount
+            elif c.currency in (None, p.currency):
+                total += c.amount
+            else:
+                rate = FX.rates[c.currency] / FX.rates[p.currency]
+                total += _q(c.amount * rate)
+        refunded = min(total, p.amount)
+        nets[oid] = _q((p.amount - refunded) * FX.rates[p.currency])
+        margin += _q(nets[oid] * (default_margin if p.margin_rate is None else p.margin_rate))
+        if not (bearing and refunded == p.amount):
+            live.append(p)
+
+    days = {p.occurred_at.date() for p in live}
+    first = min((p.occurred_at for p in live), default=None)
+    with_channel = [p for p in orders.values() if p.channel]
+    charges = [p for p in orders.values() if p.subscription]
+    ends = [c.occurred_at for c in matched if c.scope is Scope.SUBSCRIPTION]
+    return Expected(
+        version=len(orders) + len(matched),
+        orders=len(live),
+        gross=sum((_q(p.amount * FX.rates[p.currency]) for p in orders.values()), Decimal(0)),
+        net=sum(nets.values(), Decimal(0)),
+        margin=margin,
+        purchase_days=len(days),
+        first_order_at=first,
+        last_order_at=max((p.occurred_at for p in live), default=None),
+        first_day_net=sum(
+            (nets[p.order_id] for p in live if first and p.occurred_at.date() == first.date()),
+            Decimal(0),
+        ),
+        channel=min(with_channel, key=lambda p: (p.occurred_at, p.order_id)).channel
+        if with_channel
+        else None,
+        categories=frozenset(i.category for p in orders.values() for i in p.items if i.category),
+        plan=max(charges, key=lambda p: (p.occurred_at, p.order_id)).subscription.plan_id  # type: ignore[union-attr]
+        if charges
+        else None,
+        subscription_ended_at=max(ends, default=None),
+        held=frozenset(c.event_id for c in cancels if c.order_id not in orders),
+    )
+
+
+def observed(state: CustomerState) -> Expected:
+    """The same figures read from a state, for comparison with ``oracle``."""
+    return Expected(
+        version=state.version,
+        orders=state.orders,
+        gross=state.gross,
+        net=state.net,
+        margin=state.margin,
+        purchase_days=state.purchase_days,
+        first_order_at=state.first_order_at,
+        last_order_at=state.last_order_at,
+        first_day_net=state.first_day_value()[0],
+        channel=state.channel,
+        categories=frozenset(state.categories),
+        plan=None if state.subscription is None else state.subscription.plan_id,
+        subscription_ended_at=state.subscription_ended_at,
+        held=frozenset(h.event_id for hs in state.pending.values() for h in hs),
+    )
