@@ -40,8 +40,10 @@ def _cmd_demo(args: argparse.Namespace) -> int:
             print(f"ltv demo: {sent} events sent", flush=True)
 
     sent = asyncio.run(publish(feed, settings, rate=args.rate, limit=args.count, on_sent=report))
-    print(f"ltv demo: done, {sent} events sent to {settings.topic_purchases} and "
-          f"{settings.topic_cancellations}")
+    print(
+        f"ltv demo: done, {sent} events sent to {settings.topic_purchases} and "
+        f"{settings.topic_cancellations}"
+    )
     return 0
 
 

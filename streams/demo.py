@@ -141,7 +141,12 @@ class DemoFeed:
             plan_id, factor = customer.plan
             price = (Decimal(str(customer.typical_amount)) * factor).quantize(_CENT)
             body["items"] = [
-                {"sku": plan_id, "category": "subscription", "quantity": 1, "unit_price": str(price)}
+                {
+                    "sku": plan_id,
+                    "category": "subscription",
+                    "quantity": 1,
+                    "unit_price": str(price),
+                }
             ]
             body["subscription"] = {"plan_id": plan_id, "interval": "month"}
             amount = price
@@ -149,7 +154,9 @@ class DemoFeed:
             items = []
             amount = Decimal(0)
             for _ in range(rng.randint(1, 3)):
-                price = Decimal(str(customer.typical_amount * rng.uniform(0.3, 1.0))).quantize(_CENT)
+                price = Decimal(str(customer.typical_amount * rng.uniform(0.3, 1.0))).quantize(
+                    _CENT
+                )
                 quantity = rng.randint(1, 2)
                 items.append(
                     {
@@ -197,7 +204,6 @@ class DemoFeed:
             body["reason"] = "returned"
         body["scope"] = "order"
         return DemoEvent("cancellation", customer.customer_id, body)
-
 
     def _end_subscription(self, customer: _Customer, at: datetime) -> DemoEvent:
         # Ending a plan refunds nothing: the last charge stays paid (amount 0).

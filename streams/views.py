@@ -22,13 +22,18 @@ async def _redis_reachable() -> bool:
         return False
 
 
+def _recovery_done() -> bool:
+    recovery = app.tables.recovery  # type: ignore[attr-defined]  # concrete TableManager
+    return bool(recovery.completed.is_set()) and not app.rebalancing
+
+
 def _kafka_state() -> dict[str, Any]:
     consumer = app.consumer
     assigned = consumer.assignment() if consumer is not None else set()
     return {
         "kafka": bool(assigned) or app.producer.started,
         "partitions_assigned": len(assigned),
-        "recovery_done": app.tables.recovery.completed.is_set() and not app.rebalancing,
+        "recovery_done": _recovery_done(),
     }
 
 

@@ -87,7 +87,9 @@ def test_prometheus_scrapes_the_worker(compose: dict[str, Any]) -> None:
     prometheus = compose["services"]["prometheus"]
     mounted = prometheus["volumes"][0].split(":")[0]
     config = yaml.safe_load((ROOT / mounted).read_text())
-    targets = [t for job in config["scrape_configs"] for s in job["static_configs"] for t in s["targets"]]
+    targets = [
+        t for job in config["scrape_configs"] for s in job["static_configs"] for t in s["targets"]
+    ]
     assert f"worker:{_worker_settings(compose).web_port}" in targets
 
 

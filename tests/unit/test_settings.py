@@ -28,7 +28,10 @@ def test_defaults_match_design() -> None:
     assert s.redis_url == "redis://127.0.0.1:6379/0"
     assert s.web_port == 6066
     assert s.partitions == 8
-    assert (s.topic_purchases, s.topic_cancellations) == ("orders.purchases", "orders.cancellations")
+    assert (s.topic_purchases, s.topic_cancellations) == (
+        "orders.purchases",
+        "orders.cancellations",
+    )
     assert (s.topic_updates, s.topic_churn, s.topic_dead_letter) == (
         "ltv.updates",
         "ltv.churn-risk",

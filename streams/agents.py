@@ -1,0 +1,1 @@
+"""Stream processors (filled in below)."""
