@@ -14,8 +14,14 @@ from decimal import Decimal
 
 from hypothesis import strategies as st
 
-from state.customer import CustomerState, StateConfig, Transition, apply_cancellation
-from state.customer import apply_purchase, new_state
+from state.customer import (
+    CustomerState,
+    StateConfig,
+    Transition,
+    apply_cancellation,
+    apply_purchase,
+    new_state,
+)
 from state.events import Cancellation, Interval, Item, Purchase, Scope, Subscription
 from state.fx import MONEY_QUANTUM, load_fx_table
 
@@ -28,58 +34,95 @@ CURRENCIES = ("SEK", "EUR", "USD", "JPY")
 Event = Purchase | Cancellation
 
 money = st.decimals(min_value=0, max_value=2000, places=2)
-minutes = st.integers(min_value=0, max_value=20 * 24 * 60)  # a 20-day span
+# Strategies are built once here: building them inside composites per example
+# costs more than the tests themselves.
+_span = 20 * 24 * 60  # minutes: every history fits in 20 days, inside every window
 
 
-@st.composite
-def purchases(draw: st.DrawFn, index: int, max_minutes: int = 20 * 24 * 60) -> Purchase:
-    sub = draw(st.none() | st.sampled_from(("basic", "pro")))
+def purchase_fields(span_minutes: int) -> st.SearchStrategy[tuple[object, ...]]:
+    """minute offset, amount, currency, margin rate, channel, categories, plan."""
+    return st.tuples(
+        st.integers(0, span_minutes),
+        money,
+        st.sampled_from(CURRENCIES),
+        st.none() | st.decimals(min_value=0, max_value=1, places=2),
+        st.none() | st.sampled_from(("seo", "paid", "email")),
+        st.lists(st.sampled_from(("books", "toys", "food")), max_size=2),
+        st.none() | st.sampled_from(("basic", "pro")),
+    )
+
+
+_purchase_fields = purchase_fields(_span)
+_cancel_fields = st.tuples(
+    st.integers(0, _span),
+    st.none() | money,
+    st.none() | st.sampled_from(CURRENCIES),
+    st.sampled_from(Scope),
+)
+
+
+def make_purchase(index: int, fields: tuple[object, ...], start: datetime = T0) -> Purchase:
+    minute, amount, currency, margin_rate, channel, categories, plan = fields
+    assert isinstance(minute, int) and isinstance(categories, list)
     return Purchase.model_construct(
         event_id=f"p-{index}",
         order_id=f"o-{index}",
         customer_id=CUSTOMER,
-        occurred_at=T0 + timedelta(minutes=draw(st.integers(0, max_minutes))),
-        amount=draw(money),
-        currency=draw(st.sampled_from(CURRENCIES)),
-        margin_rate=draw(st.none() | st.decimals(min_value=0, max_value=1, places=2)),
-        channel=draw(st.none() | st.sampled_from(("seo", "paid", "email"))),
+        occurred_at=start + timedelta(minutes=minute),
+        amount=amount,
+        currency=currency,
+        margin_rate=margin_rate,
+        channel=channel,
         items=tuple(
             Item.model_construct(sku="s", category=c, quantity=1, unit_price=None)
-            for c in draw(st.lists(st.sampled_from(("books", "toys", "food")), max_size=2))
+            for c in categories
         ),
         subscription=None
-        if sub is None
-        else Subscription.model_construct(plan_id=sub, interval=Interval.MONTH),
+        if plan is None
+        else Subscription.model_construct(plan_id=plan, interval=Interval.MONTH),
     )
+
+
+def make_cancellation(
+    index: int, order_id: str, fields: tuple[object, ...], start: datetime = T0
+) -> Cancellation:
+    minute, amount, currency, scope = fields
+    assert isinstance(minute, int)
+    return Cancellation.model_construct(
+        event_id=f"c-{index}",
+        order_id=order_id,
+        customer_id=CUSTOMER,
+        occurred_at=start + timedelta(minutes=minute),
+        amount=amount,
+        currency=currency,
+        scope=scope,
+        reason=None,
+    )
+
+
+_history_parts = st.tuples(
+    st.lists(_purchase_fields, max_size=6),
+    st.lists(st.tuples(st.integers(0, 6), _cancel_fields), max_size=6),
+    st.lists(st.integers(0, 100), max_size=3),
+    st.lists(st.integers(0, 100), max_size=2),
+)
 
 
 @st.composite
 def histories(draw: st.DrawFn) -> list[Event]:
     """Orders, cancellations (partial, full, of unknown orders, before their order),
     exact redeliveries and purchase retries with a fresh event id."""
-    n_orders = draw(st.integers(0, 6))
-    events: list[Event] = [draw(purchases(i)) for i in range(n_orders)]
-    for j in range(draw(st.integers(0, 6))):
-        target = draw(st.integers(0, n_orders))  # n_orders: an order that never arrives
-        events.append(
-            Cancellation.model_construct(
-                event_id=f"c-{j}",
-                order_id=f"o-{target}",
-                customer_id=CUSTOMER,
-                occurred_at=T0 + timedelta(minutes=draw(minutes)),
-                amount=draw(st.none() | money),
-                currency=draw(st.none() | st.sampled_from(CURRENCIES)),
-                scope=draw(st.sampled_from(Scope)),
-                reason=None,
-            )
-        )
+    orders, cancels, redeliveries, retries = draw(_history_parts)
+    events: list[Event] = [make_purchase(i, f) for i, f in enumerate(orders)]
+    for j, (target, fields) in enumerate(cancels):
+        # A target beyond the last order is an order that never arrives.
+        events.append(make_cancellation(j, f"o-{min(target, len(orders))}", fields))
     if events:
-        for k in draw(st.lists(st.integers(0, len(events) - 1), max_size=3)):
-            events.append(events[k])
-    for i in draw(st.lists(st.integers(0, max(n_orders - 1, 0)), max_size=2)) if n_orders else []:
-        original = events[i]
-        assert isinstance(original, Purchase)
-        events.append(original.model_copy(update={"event_id": f"retry-{i}-{len(events)}"}))
+        events += [events[k % len(events)] for k in redeliveries]
+    if orders:
+        for k in retries:
+            original = events[k % len(orders)]
+            events.append(original.model_copy(update={"event_id": f"retry-{k}-{len(events)}"}))
     return events
 
 
