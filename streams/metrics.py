@@ -6,7 +6,13 @@ customer id, so cardinality stays bounded by topics, partitions and enums.
 
 from __future__ import annotations
 
+from itertools import permutations
+
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
+
+from ltv.rfm import Segment
+from ltv.risk import RiskLevel
+from state.events import ErrorCode
 
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 _LAG_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1, 5, 30, 60, 300, 3600, 86400, 30 * 86400)
@@ -108,6 +114,26 @@ class Metrics:
             "Consumer-group rebalances seen by this worker.",
             registry=registry,
         )
+        self.prime()
+
+    def prime(self) -> None:
+        """Export every known label value of the enum-labelled families at zero.
+
+        A labelled family exports nothing for a value never observed, so
+        ``increase(ltv_dead_letter_total[5m]) > 0`` could not see the first
+        dead letter of a reason (there is no earlier zero sample), and the
+        dashboard would show "no data" instead of 0 for levels, segments and
+        transitions that have not happened yet. The values come from the
+        domain enums, so a new reason or level is primed without editing this.
+        """
+        for reason in ErrorCode:
+            self.dead_letters.labels(reason.value)
+        for level in RiskLevel:
+            self.customers.labels(level.value)
+        for previous, current in permutations(RiskLevel, 2):
+            self.churn_transitions.labels(previous.value, current.value)
+        for segment in Segment:
+            self.segment_customers.labels(segment.value)
 
 
 METRICS = Metrics()
