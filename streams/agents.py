@@ -1,1 +1,103 @@
-"""Stream processors (filled in below)."""
+"""Faust agents: move records between Kafka, the ``customers`` table and the processor.
+
+All decisions live in ``streams.processing``; this module only reads a
+record, looks up the stored state, writes the new state and publishes what
+the processor returned, counting everything in the metrics.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+
+from faust import StreamT
+
+from ltv.formulas import ValueBasis
+from ltv.risk import RiskThresholds
+from ltv.valuation import ValuationConfig
+from state.customer import StateConfig
+from state.fx import load_fx_table
+from streams.app import app, customers, settings, topics
+from streams.metrics import METRICS
+from streams.processing import EventType, Processor, Record, Result, utc_now
+from streams.settings import Settings
+
+
+def build_processor(conf: Settings) -> Processor:
+    """The processor configured from the settings (FX table loaded once)."""
+    fx = load_fx_table(str(conf.fx_rates) if conf.fx_rates else None, conf.base_currency)
+    state_cfg = StateConfig(
+        fx=fx,
+        default_margin=conf.default_margin,
+        pending_window=timedelta(days=conf.pending_cancellation_days),
+        ledger_window=timedelta(days=max(90, conf.pending_cancellation_days)),
+    )
+    valuation_cfg = ValuationConfig(
+        basis=ValueBasis(conf.value_basis),
+        horizon_days=conf.horizon_days,
+        discount_rate=float(conf.discount_rate),
+        thresholds=RiskThresholds(*conf.risk_thresholds),
+        cac=dict(conf.cac),
+    )
+    return Processor(
+        state_cfg,
+        valuation_cfg,
+        base_currency=conf.base_currency,
+        max_bytes=conf.max_message_bytes,
+        cancellations_topic=conf.topic_cancellations,
+        event_clock=conf.clock == "event",
+    )
+
+
+processor = build_processor(settings)
+_outputs = {"update": topics.updates, "churn": topics.churn, "dead_letter": topics.dead_letter}
+
+
+async def _consume(kind: EventType, stream: StreamT) -> None:  # type: ignore[type-arg]
+    async for event in stream.events():
+        message = event.message
+        started = time.perf_counter()
+        METRICS.events_consumed.labels(message.topic).inc()
+        record = Record(
+            topic=message.topic,
+            partition=message.partition,
+            offset=message.offset,
+            key=message.key,
+            value=message.value or b"",
+        )
+        stored = customers.get(message.key) if message.key else None
+        result = processor.handle(kind, record, stored, utc_now())
+        if result.state is not None:
+            customers[message.key] = result.state
+        for output in result.outputs:
+            await _outputs[output.kind].send(key=output.key, value=output.value)
+        _observe(kind, result, started)
+
+
+def _observe(kind: EventType, result: Result, started: float) -> None:
+    METRICS.events_processed.labels(kind, result.outcome).inc()
+    for code in result.dead_letter_codes:
+        METRICS.dead_letters.labels(code).inc()
+    updates = sum(1 for o in result.outputs if o.kind == "update")
+    if updates:
+        METRICS.updates_emitted.inc(updates)
+    if result.total_ltv is not None:
+        METRICS.customer_total_ltv.observe(float(result.total_ltv))
+    if result.churn is not None:
+        METRICS.churn_transitions.labels(result.churn[0] or "none", result.churn[1]).inc()
+    now = time.time()
+    if result.occurred_at is not None:
+        METRICS.event_lag_seconds.observe(max(0.0, now - result.occurred_at.timestamp()))
+    METRICS.processing_seconds.observe(time.perf_counter() - started)
+
+
+@app.agent(topics.purchases)
+async def purchases(stream: StreamT) -> None:  # type: ignore[type-arg]
+    """Every record of the purchases topic."""
+    await _consume("purchase", stream)
+
+
+@app.agent(topics.cancellations)
+async def cancellations(stream: StreamT) -> None:  # type: ignore[type-arg]
+    """Every record of the cancellations topic."""
+    await _consume("cancellation", stream)

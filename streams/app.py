@@ -25,8 +25,11 @@ def _make_app(conf: Settings) -> faust.App:
         topic_partitions=conf.partitions,
         topic_replication_factor=conf.replication_factor,
         web_host=conf.web_host,
+        web_bind=conf.web_host,
         web_port=conf.web_port,
         web_in_thread=False,
+        # Faust's local files (leader election, table metadata): out of the cwd.
+        datadir=str(conf.data_dir / conf.app_id),
         # Faust's own Prometheus sensor is not used: we expose our own metrics.
         autodiscover=False,
         # Batch produced records instead of one request per event.
@@ -90,10 +93,3 @@ customers = app.Table(
         key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
     ),
 )
-
-
-@app.task
-async def declare_topics() -> None:
-    """Create every topic with LTV_PARTITIONS partitions if it does not exist yet."""
-    for topic in topics.all():
-        await topic.maybe_declare()

@@ -19,7 +19,16 @@ def _settings_or_exit() -> Settings:
 
 
 def _cmd_worker(args: argparse.Namespace) -> int:
-    _settings_or_exit()
+    from streams.admin import TopicLayoutError, ensure_topics
+
+    settings = _settings_or_exit()
+    try:
+        # Before subscribing: a consumer's metadata request would otherwise make
+        # the broker auto-create missing input topics with its default layout.
+        asyncio.run(ensure_topics(settings))
+    except TopicLayoutError as exc:
+        print(f"ltv: {exc}", file=sys.stderr)
+        return 2
     from streams.worker import app  # import only after the settings are known good
 
     sys.argv = ["ltv", "worker", "--loglevel", args.loglevel]
@@ -67,7 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     worker = sub.add_parser("worker", help="run a stream-processing worker")
-    worker.add_argument("-l", "--loglevel", default="info")
+    worker.add_argument(
+        "-l", "--loglevel", default="info", choices=["crit", "error", "warn", "info", "debug"]
+    )
     worker.set_defaults(func=_cmd_worker)
 
     demo = sub.add_parser("demo", help="publish a synthetic order feed")

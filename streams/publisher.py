@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable
 import orjson
 from aiokafka import AIOKafkaProducer
 
+from streams.admin import ensure_topics
 from streams.demo import DemoEvent
 from streams.settings import Settings
 
@@ -31,6 +32,7 @@ async def publish(
     the producer batches). Every send is acknowledged before returning, so a
     caller that exits afterwards has lost nothing.
     """
+    await ensure_topics(settings)
     topic_of = {"purchase": settings.topic_purchases, "cancellation": settings.topic_cancellations}
     producer = AIOKafkaProducer(
         bootstrap_servers=settings.bootstrap_servers,

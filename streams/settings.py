@@ -52,6 +52,7 @@ class Settings(BaseSettings):
     api_token: str | None = Field(None, repr=False)
     clock: Literal["wall", "event"] = "wall"
 
+    data_dir: Path = Path("var/faust")
     max_message_bytes: int = Field(65536, ge=1024, le=16 * 1024 * 1024)
     pending_cancellation_days: int = Field(30, ge=0, le=3650)
 

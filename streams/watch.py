@@ -20,6 +20,9 @@ def summarise(value: bytes) -> str:
         body: dict[str, Any] = orjson.loads(value)
     except orjson.JSONDecodeError:
         return value[:120].decode("utf-8", "replace")
+    if "error" in body and "source_topic" in body:
+        error = body["error"]
+        return f"dead letter from {body['source_topic']} ({error['code']}): {error['message']}"
     if "current" in body and "previous" in body:
         return f"{body.get('customer_id')}: risk {body['previous']} -> {body['current']}"
     shown = " ".join(f"{k}={body[k]}" for k in _FIELDS if body.get(k) is not None)

@@ -1,0 +1,163 @@
+"""One customer's full valuation (DESIGN §6): the figures of an ltv.updates record.
+
+Pure and synchronous: the agent hands in a ``CustomerFigures`` snapshot taken
+from the customer's state, the ``ModelSnapshot`` in force (None before the
+first fit) and a clock; everything else is arithmetic. Keeping the state
+types out of this module is what lets ltv/ stay free of storage concerns.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+
+from ltv.clv import value_customer
+from ltv.formulas import (
+    ValueBasis,
+    average_order_value,
+    customer_formula_ltv,
+    expected_next_order_at,
+    historic_ltv,
+    ltv_cac,
+    mean_purchase_gap_days,
+    subscription_ltv,
+)
+from ltv.gammagamma import GammaGammaParams
+from ltv.mbgnbd import MBGNBDParams
+from ltv.rfm import RfmEdges, rfm_score
+from ltv.risk import RiskLevel, RiskThresholds, heuristic_risk, risk_from_p_alive
+
+ZERO = Decimal(0)
+
+
+@dataclass(frozen=True, slots=True)
+class CustomerFigures:
+    """What valuation needs to know about a customer, in base currency and days.
+
+    ``first_day``/``last_day``/``clock_day`` are day ordinals; ``x`` distinct
+    purchase days minus one; ``repeat_value`` the value (on the chosen basis)
+    of purchase days after the first, Gamma-Gamma's input.
+    """
+
+    orders: int
+    net_revenue: Decimal
+    net_margin: Decimal
+    first_order_at: datetime | None
+    last_order_at: datetime | None
+    x: int
+    t_x: int
+    T: int
+    repeat_value: Decimal
+    channel: str | None
+    subscription_amount: Decimal | None = None
+    subscription_margin_rate: Decimal | None = None
+    subscription_active: bool = False
+    subscription_ended: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ModelSnapshot:
+    """Population parameters of the last fit, shared by every worker."""
+
+    version: str
+    orders: MBGNBDParams
+    spend: GammaGammaParams
+    rfm: RfmEdges | None = None
+    subscription_monthly_churn: float | None = None
+    population_gap_days: float = 90.0
+    name: str = "mbgnbd+gammagamma"
+
+
+@dataclass(frozen=True, slots=True)
+class ValuationConfig:
+    """The valuation knobs of DESIGN §9."""
+
+    basis: ValueBasis = ValueBasis.REVENUE
+    horizon_days: int = 365
+    discount_rate: float = 0.10
+    thresholds: RiskThresholds = field(default_factory=RiskThresholds)
+    cac: dict[str, Decimal] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Valuation:
+    historic_ltv: Decimal
+    aov: Decimal | None
+    formula_ltv: Decimal | None
+    predicted_ltv: Decimal | None
+    total_ltv: Decimal
+    expected_orders: float | None
+    p_alive: float | None
+    churn_risk: RiskLevel | None
+    expected_next_order_at: datetime | None
+    segment: str | None
+    ltv_cac: float | None
+    days_since_last_order: int | None
+
+
+def value(
+    c: CustomerFigures, model: ModelSnapshot | None, cfg: ValuationConfig, clock: datetime
+) -> Valuation:
+    """Value one customer as of ``clock``; BTYD figures only once a model is fitted."""
+    historic = historic_ltv(c.net_revenue, c.net_margin, cfg.basis)
+    aov = average_order_value(historic, c.orders)
+    if c.last_order_at is None or aov is None:
+        return Valuation(
+            historic, None, None, None, historic, None, None, None, None, None, None, None
+        )
+    since_last = max(0, (clock - c.last_order_at).days)
+    gap = mean_purchase_gap_days(c.x + 1, 0, c.t_x)
+    formula = _formula(c, model, cfg, aov)
+    predicted: Decimal | None = None
+    expected_orders = p_alive = None
+    if model is not None:
+        zbar = float(c.repeat_value) / c.x if c.x > 0 else 0.0
+        v = value_customer(
+            model.orders,
+            model.spend,
+            c.x,
+            c.t_x,
+            c.T,
+            zbar,
+            horizon=cfg.horizon_days,
+            annual_discount_rate=cfg.discount_rate,
+        )
+        predicted = Decimal(repr(v.predicted_ltv))
+        expected_orders, p_alive = v.expected_orders, v.p_alive
+        risk = risk_from_p_alive(p_alive, cfg.thresholds, subscription_ended=c.subscription_ended)
+    else:
+        risk = heuristic_risk(since_last, gap, subscription_ended=c.subscription_ended)
+    total = historic + (predicted or ZERO)
+    cac = cfg.cac.get(c.channel) if c.channel is not None else None
+    ratio = ltv_cac(formula if formula is not None else total, cac)
+    segment = None
+    if model is not None and model.rfm is not None:
+        score = rfm_score(since_last, c.x, float(historic), model.rfm)
+        segment = score.segment.value
+    return Valuation(
+        historic_ltv=historic,
+        aov=aov,
+        formula_ltv=formula,
+        predicted_ltv=predicted,
+        total_ltv=total,
+        expected_orders=expected_orders,
+        p_alive=p_alive,
+        churn_risk=risk,
+        expected_next_order_at=expected_next_order_at(c.last_order_at, gap),
+        segment=segment,
+        ltv_cac=None if ratio is None else round(float(ratio), 2),
+        days_since_last_order=since_last,
+    )
+
+
+def _formula(
+    c: CustomerFigures, model: ModelSnapshot | None, cfg: ValuationConfig, aov: Decimal
+) -> Decimal | None:
+    """Subscription formula for subscribers once churn is measured, else the order formula."""
+    churn = model.subscription_monthly_churn if model is not None else None
+    if c.subscription_amount is not None and churn:
+        margin = Decimal(1) if cfg.basis is ValueBasis.REVENUE else c.subscription_margin_rate
+        return subscription_ltv(c.subscription_amount, margin or Decimal(1), Decimal(repr(churn)))
+    tenure = c.T if c.T > 0 else 0
+    return customer_formula_ltv(aov, c.orders, tenure, cfg.horizon_days)

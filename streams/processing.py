@@ -1,0 +1,309 @@
+"""What happens to one input record, as a pure function (no Kafka, no Redis).
+
+``Processor.handle`` takes the raw record and the customer's stored state and
+returns the new state plus every output record to publish. The Faust agent
+only moves bytes between Kafka, the table and this function, so the whole
+event path is unit-testable and the agent stays a thin edge.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Literal
+
+from ltv.formulas import ValueBasis
+from ltv.valuation import CustomerFigures, ModelSnapshot, Valuation, ValuationConfig, value
+from state.codec import decode_state, encode_state
+from state.customer import (
+    Applied,
+    CustomerState,
+    StateConfig,
+    Transition,
+    apply_cancellation,
+    apply_purchase,
+    new_state,
+    set_risk,
+)
+from state.events import (
+    Cause,
+    ChurnRiskChange,
+    DeadLetter,
+    ErrorCode,
+    EventError,
+    LtvUpdate,
+    ModelRef,
+    check_key,
+    decode_cancellation,
+    decode_purchase,
+)
+
+log = logging.getLogger(__name__)
+
+EventType = Literal["purchase", "cancellation"]
+OutputKind = Literal["update", "churn", "dead_letter"]
+
+
+@dataclass(frozen=True, slots=True)
+class Output:
+    """One record to publish: which output topic, its key and its JSON value."""
+
+    kind: OutputKind
+    key: bytes | None
+    value: bytes
+
+
+@dataclass(slots=True)
+class Result:
+    """Outcome of one input record.
+
+    ``state`` is the new encoded state to store, or None when nothing changed.
+    ``outcome`` is the metric label: applied, held, duplicate, dead_letter, ...
+    """
+
+    outcome: str
+    state: bytes | None = None
+    outputs: list[Output] = field(default_factory=list)
+    dead_letter_codes: list[str] = field(default_factory=list)
+    occurred_at: datetime | None = None
+    total_ltv: Decimal | None = None
+    churn: tuple[str | None, str] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """The parts of a Kafka record the processor needs."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+
+
+class Processor:
+    """Decode, apply, value and render one input record at a time."""
+
+    def __init__(
+        self,
+        state_cfg: StateConfig,
+        valuation_cfg: ValuationConfig,
+        *,
+        base_currency: str,
+        max_bytes: int,
+        cancellations_topic: str = "orders.cancellations",
+        event_clock: bool = False,
+    ) -> None:
+        self.state_cfg = state_cfg
+        self.valuation_cfg = valuation_cfg
+        self.base_currency = base_currency
+        self.max_bytes = max_bytes
+        self.cancellations_topic = cancellations_topic
+        self.event_clock = event_clock
+        self.model: ModelSnapshot | None = None
+        # Highest event time seen: the clock of replays (LTV_CLOCK=event).
+        self.watermark: datetime | None = None
+
+    def clock(self, now: datetime) -> datetime:
+        """Valuation time: the wall clock, or the event-time watermark for replays."""
+        if self.event_clock and self.watermark is not None:
+            return self.watermark
+        return now
+
+    def handle(
+        self, kind: EventType, record: Record, stored: bytes | None, now: datetime
+    ) -> Result:
+        """Process one record; never raises for bad input (it becomes a dead letter)."""
+        try:
+            return self._handle(kind, record, stored, now)
+        except EventError as exc:
+            return self._dead(record, exc, now)
+        except Exception as exc:  # our own bug: keep the event, keep the worker
+            log.exception(
+                "internal error on %s[%d]@%d", record.topic, record.partition, record.offset
+            )
+            return self._dead(record, EventError(ErrorCode.INTERNAL, repr(exc)[:500]), now)
+
+    def _handle(
+        self, kind: EventType, record: Record, stored: bytes | None, now: datetime
+    ) -> Result:
+        fx = self.state_cfg.fx
+        if kind == "purchase":
+            event: object = decode_purchase(record.value, fx=fx, max_bytes=self.max_bytes)
+        else:
+            event = decode_cancellation(record.value, fx=fx, max_bytes=self.max_bytes)
+        customer_id: str = event.customer_id  # type: ignore[attr-defined]
+        occurred_at: datetime = event.occurred_at  # type: ignore[attr-defined]
+        check_key(record.key, customer_id)
+        state = decode_state(stored) if stored is not None else new_state(customer_id)
+        if kind == "purchase":
+            transition = apply_purchase(state, event, self.state_cfg)  # type: ignore[arg-type]
+        else:
+            transition = apply_cancellation(state, event, self.state_cfg)  # type: ignore[arg-type]
+        if self.watermark is None or occurred_at > self.watermark:
+            self.watermark = occurred_at
+        result = self._render(transition, state.version, self.clock(now))
+        result.occurred_at = occurred_at
+        result.outputs.extend(self._expired(transition, now))
+        result.dead_letter_codes.extend(ErrorCode.UNKNOWN_ORDER.value for _ in transition.expired)
+        if transition.outcome == "late":
+            result.outputs.append(
+                self._dead_output(
+                    record,
+                    EventError(
+                        ErrorCode.LATE_EVENT, "older than the customer's compaction horizon"
+                    ),
+                    now,
+                )
+            )
+            result.dead_letter_codes.append(ErrorCode.LATE_EVENT.value)
+            result.outcome = "dead_letter"
+        return result
+
+    def _render(self, t: Transition, old_version: int, clock: datetime) -> Result:
+        """Store and publish according to the transition's outcome (see Transition)."""
+        state = t.state
+        if t.outcome in ("duplicate", "late", "unchanged"):
+            return Result(outcome=t.outcome)
+        if t.outcome != "applied" or not t.applied:
+            return Result(outcome=t.outcome, state=encode_state(state))
+        valuation = value(self.figures(state, clock), self.model, self.valuation_cfg, clock)
+        level = valuation.churn_risk.value if valuation.churn_risk is not None else None
+        previous = state.risk
+        churn: tuple[str | None, str] | None = None
+        if level is not None and level != previous:
+            state = set_risk(state, level, time_driven=False)
+            churn = (previous, level)
+        outputs = [
+            Output(
+                "update", state.customer_id.encode(), self._update(state, a, v, valuation, clock)
+            )
+            for a, v in _versions(t.applied, old_version)
+        ]
+        if churn is not None:
+            last = t.applied[-1]
+            cause = "subscription_cancelled" if last.ends_subscription else last.kind
+            body = ChurnRiskChange(
+                customer_id=state.customer_id,
+                version=state.version,
+                as_of=clock,
+                previous=churn[0],  # type: ignore[arg-type]
+                current=churn[1],  # type: ignore[arg-type]
+                p_alive=valuation.p_alive,
+                days_since_last_order=valuation.days_since_last_order,
+                expected_next_order_at=valuation.expected_next_order_at,
+                cause=cause,  # type: ignore[arg-type]
+            )
+            outputs.append(Output("churn", state.customer_id.encode(), body.to_json()))
+        return Result(
+            outcome="applied",
+            state=encode_state(state),
+            outputs=outputs,
+            total_ltv=valuation.total_ltv,
+            churn=churn,
+        )
+
+    def figures(self, s: CustomerState, clock: datetime) -> CustomerFigures:
+        """The valuation inputs of a state, on the configured value basis."""
+        summary = s.btyd(clock)
+        margin_basis = self.valuation_cfg.basis is ValueBasis.MARGIN
+        sub = s.subscription
+        return CustomerFigures(
+            orders=s.orders,
+            net_revenue=s.net,
+            net_margin=s.margin,
+            first_order_at=s.first_order_at,
+            last_order_at=s.last_order_at,
+            x=summary.x if summary else 0,
+            t_x=summary.t_x if summary else 0,
+            T=summary.T if summary else 0,
+            repeat_value=(
+                (summary.repeat_margin if margin_basis else summary.repeat_net)
+                if summary
+                else Decimal(0)
+            ),
+            channel=s.channel,
+            subscription_amount=sub.amount if sub is not None else None,
+            subscription_margin_rate=self.state_cfg.default_margin if sub is not None else None,
+            subscription_active=s.subscription_active,
+            subscription_ended=s.subscription_churned,
+        )
+
+    def _update(
+        self, s: CustomerState, applied: Applied, version: int, v: Valuation, clock: datetime
+    ) -> bytes:
+        model = self.model
+        return LtvUpdate(
+            customer_id=s.customer_id,
+            version=version,
+            as_of=clock,
+            cause=Cause(type=applied.kind, event_id=applied.event_id),
+            currency=self.base_currency,
+            value_basis=self.valuation_cfg.basis.value,
+            orders=s.orders,
+            net_revenue=s.net,
+            aov=v.aov,
+            first_order_at=s.first_order_at,
+            last_order_at=s.last_order_at,
+            historic_ltv=v.historic_ltv,
+            formula_ltv=v.formula_ltv,
+            predicted_ltv=v.predicted_ltv,
+            total_ltv=v.total_ltv,
+            expected_orders=v.expected_orders,
+            p_alive=v.p_alive,
+            churn_risk=v.churn_risk.value if v.churn_risk is not None else None,  # type: ignore[arg-type]
+            expected_next_order_at=v.expected_next_order_at,
+            segment=v.segment,
+            ltv_cac=v.ltv_cac,
+            model=None if model is None else ModelRef(name=model.name, version=model.version),
+        ).to_json()
+
+    def _expired(self, t: Transition, now: datetime) -> list[Output]:
+        """Held cancellations that never found their purchase: dead letters."""
+        outputs = []
+        for order_id, held in t.expired:
+            error = EventError(
+                ErrorCode.UNKNOWN_ORDER,
+                f"no purchase {order_id!r} arrived within the pending window",
+            )
+            letter = DeadLetter.build(
+                source_topic=self.cancellations_topic,
+                partition=-1,
+                offset=-1,
+                key=t.state.customer_id.encode(),
+                value=held.event_json(t.state.customer_id, order_id),
+                error=error,
+                failed_at=now,
+            )
+            outputs.append(Output("dead_letter", t.state.customer_id.encode(), letter.to_json()))
+        return outputs
+
+    def _dead_output(self, record: Record, error: EventError, now: datetime) -> Output:
+        letter = DeadLetter.build(
+            source_topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            key=record.key,
+            value=record.value,
+            error=error,
+            failed_at=now,
+        )
+        return Output("dead_letter", record.key, letter.to_json())
+
+    def _dead(self, record: Record, error: EventError, now: datetime) -> Result:
+        return Result(
+            outcome="dead_letter",
+            outputs=[self._dead_output(record, error, now)],
+            dead_letter_codes=[error.code.value],
+        )
+
+
+def _versions(applied: tuple[Applied, ...], old_version: int) -> list[tuple[Applied, int]]:
+    """One consecutive version per incorporated event (DESIGN §7)."""
+    return [(a, old_version + i) for i, a in enumerate(applied, start=1)]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
