@@ -59,8 +59,8 @@ def customer_formula_ltv(
     """The transactional formula for one customer: frequency is orders per day over
     their tenure, floored at ``min_tenure_days`` so that a brand-new customer with two
     orders on day one is not extrapolated to two orders a day for years."""
-    frequency = Decimal(orders) / max(tenure_days, min_tenure_days)
-    return formula_ltv(aov, frequency, Decimal(lifespan_days))
+    # AOV x (orders / tenure) x lifespan, dividing last so that whole results stay exact.
+    return aov * orders * lifespan_days / max(tenure_days, min_tenure_days)
 
 
 def ltv_cac(ltv: Decimal, cac: Decimal | None) -> Decimal | None:
