@@ -37,6 +37,12 @@ class Snapshot:
     #: Last changelog offset known to be covered by ``items`` (None: unknown).
     offset: int | None
 
+    def covering(self, offset: int | None) -> Snapshot:
+        """Return this snapshot, known to cover up to ``offset`` too."""
+        if offset is None or (self.offset is not None and offset <= self.offset):
+            return self
+        return Snapshot(self.items, offset)
+
 
 @dataclass
 class PartitionBuffer:
@@ -84,7 +90,11 @@ class PartitionBuffer:
 
     def pending(self) -> bool:
         """Return True when a flush has something to write."""
-        return bool(self.sealed) or self.sealed_offset != self.flushed_offset
+        if self.sealed:
+            return True
+        if self.sealed_offset is None:
+            return False
+        return self.flushed_offset is None or self.sealed_offset > self.flushed_offset
 
     def take(self) -> Snapshot:
         """Hand the sealed writes to a flush (they become in-flight)."""
@@ -97,6 +107,8 @@ class PartitionBuffer:
         self.inflight = {}
         if snapshot.offset is not None:
             self.flushed_offset = snapshot.offset
+            if self.sealed_offset is None or snapshot.offset > self.sealed_offset:
+                self.sealed_offset = snapshot.offset
 
     def abort(self) -> None:
         """Undo ``take()`` after a failed flush, keeping newer sealed writes."""

@@ -526,6 +526,11 @@ class RedisStore(SerializedStore):  # type: ignore[type-arg]
                     buffer.abort()
                 self.metrics.errors.labels("producer_flush").inc()
                 raise
+            for partition, buffer in work.items():
+                if not buffer.open and not buffer.sealed:
+                    # Nothing written since take(): every acknowledged changelog
+                    # record belongs to the snapshot (or to earlier flushes).
+                    snapshots[partition] = snapshots[partition].covering(self._acked.get(partition))
             pending = list(work)
             try:
                 while pending:

@@ -38,7 +38,7 @@ return {epoch, offset}
 
 #: KEYS[1] = data, KEYS[2] = meta; ARGV = epoch, offset ('' keeps the stored
 #: one), number of pairs n, n key/value pairs, then keys to delete.
-#: Returns 1 when applied, 0 when fenced (epoch changed). Arguments are
+#: The offset never moves backwards. Returns 1 when applied, 0 when fenced. Arguments are
 #: unpacked in slices because Lua's unpack() is limited by the C stack.
 WRITE = Script(
     """
@@ -59,7 +59,10 @@ while i <= #ARGV do
   i = j + 1
 end
 if ARGV[2] ~= '' then
-  redis.call('HSET', KEYS[2], 'offset', ARGV[2])
+  local stored = redis.call('HGET', KEYS[2], 'offset')
+  if not stored or tonumber(ARGV[2]) > tonumber(stored) then
+    redis.call('HSET', KEYS[2], 'offset', ARGV[2])
+  end
 end
 return 1
 """
