@@ -1,14 +1,14 @@
 """A minimal Faust worker for the store's integration tests (run as a subprocess).
 
-Table keys and values use Faust's default JSON serializers (what the store
-sees are the serialized bytes). It keeps, per key, an idempotent counter with the set of event ids it has
-applied -- the same shape as the real customer state (idempotency ledger)
-without depending on the domain code. Configured by environment:
-STORE_TEST_APP_ID, STORE_TEST_TOPIC, STORE_TEST_PARTITIONS, STORE_TEST_STATS
-(file that receives ``{"recovered": <changelog records applied>}``),
-LTV_BROKER and the store URL STORE_TEST_REDIS_URL.
+Per key it keeps an idempotent counter with the set of event ids it has
+applied -- the shape of the real customer state (idempotency ledger) without
+depending on the domain code. Keys and values use Faust's default JSON
+serializers; the store only ever sees the serialized bytes. Configured by
+environment: STORE_TEST_APP_ID, STORE_TEST_TOPIC, STORE_TEST_PARTITIONS,
+STORE_TEST_STATS (file that receives ``{"recovered": <changelog records
+applied>}``), LTV_BROKER and the store URL STORE_TEST_REDIS_URL.
 
-Run: ``faust -A store_worker worker -l warning`` with this directory on sys.path.
+Run: ``faust -A store_worker worker -l warn`` with this directory on sys.path.
 """
 
 from __future__ import annotations
