@@ -45,8 +45,12 @@ async def ensure_topics(settings: Settings) -> list[str]:
                     for name in missing
                 ]
             )
-        inputs = [settings.topic_purchases, settings.topic_cancellations]
-        for described in await admin.describe_topics(inputs):
+        # Only pre-existing inputs are checked: a topic just created may not
+        # list its partitions in metadata yet, and it has the right count anyway.
+        inputs = [
+            t for t in (settings.topic_purchases, settings.topic_cancellations) if t not in missing
+        ]
+        for described in await admin.describe_topics(inputs) if inputs else []:
             count = len(described["partitions"])
             if count != settings.partitions:
                 raise TopicLayoutError(

@@ -17,6 +17,7 @@ settings: Settings = load_settings()
 
 
 def _make_app(conf: Settings) -> faust.App:
+    conf.data_dir.mkdir(parents=True, exist_ok=True)  # Faust creates only the last level
     return faust.App(
         conf.app_id,
         broker=conf.broker,

@@ -1,0 +1,264 @@
+"""Real worker processes against the real Kafka and Redis, for integration tests.
+
+Each deployment gets its own app id, topic names, web port and data dir, so
+tests never see each other's records, and everything is removed afterwards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+import redis
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
+
+BOOTSTRAP = os.environ.get("LTV_TEST_BOOTSTRAP", "127.0.0.1:9092")
+REDIS_URL = os.environ.get("LTV_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def require_servers() -> None:
+    """Fail (never skip) with a clear message when Kafka or Redis is not up."""
+    host, port = BOOTSTRAP.rsplit(":", 1)
+    try:
+        socket.create_connection((host, int(port)), timeout=2).close()
+    except OSError as exc:
+        raise RuntimeError(
+            f"Kafka not reachable at {BOOTSTRAP} ({exc}); run scripts/infra up"
+        ) from exc
+    try:
+        redis.Redis.from_url(REDIS_URL, socket_timeout=2).ping()
+    except redis.RedisError as exc:
+        raise RuntimeError(
+            f"Redis not reachable at {REDIS_URL} ({exc}); run scripts/infra up"
+        ) from exc
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@dataclass
+class Deployment:
+    """One isolated installation: names, environment and the workers started for it."""
+
+    tmp: Path
+    partitions: int = 4
+    extra_env: dict[str, str] = field(default_factory=dict)
+    app_id: str = field(default_factory=lambda: f"t{uuid.uuid4().hex[:10]}")
+    workers: list[WorkerProcess] = field(default_factory=list)
+
+    def topic(self, name: str) -> str:
+        return f"{self.app_id}.{name}"
+
+    @property
+    def purchases(self) -> str:
+        return self.topic("purchases")
+
+    @property
+    def cancellations(self) -> str:
+        return self.topic("cancellations")
+
+    @property
+    def updates(self) -> str:
+        return self.topic("updates")
+
+    @property
+    def churn(self) -> str:
+        return self.topic("churn")
+
+    @property
+    def dead_letter(self) -> str:
+        return self.topic("dead-letter")
+
+    def env(self, web_port: int) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("LTV_")}
+        env.update(
+            {
+                "LTV_APP_ID": self.app_id,
+                "LTV_BROKER": f"kafka://{BOOTSTRAP}",
+                "LTV_REDIS_URL": REDIS_URL,
+                "LTV_WEB_PORT": str(web_port),
+                "LTV_PARTITIONS": str(self.partitions),
+                "LTV_TOPIC_PURCHASES": self.purchases,
+                "LTV_TOPIC_CANCELLATIONS": self.cancellations,
+                "LTV_TOPIC_UPDATES": self.updates,
+                "LTV_TOPIC_CHURN": self.churn,
+                "LTV_TOPIC_DEAD_LETTER": self.dead_letter,
+                "LTV_DATA_DIR": str(self.tmp / "faust"),
+            }
+        )
+        env.update(self.extra_env)
+        return env
+
+    def start_worker(self, timeout: float = 90.0) -> WorkerProcess:
+        worker = WorkerProcess(self, free_port(), self.tmp / f"worker-{len(self.workers)}.log")
+        self.workers.append(worker)
+        worker.start()
+        worker.wait_ready(timeout)
+        return worker
+
+    def all_topics(self) -> list[str]:
+        return [
+            self.purchases,
+            self.cancellations,
+            self.updates,
+            self.churn,
+            self.dead_letter,
+            f"{self.app_id}-customers-changelog",
+            f"{self.app_id}-__assignor-__leader",
+        ]
+
+    async def cleanup(self) -> None:
+        for worker in self.workers:
+            worker.stop()
+        admin = AIOKafkaAdminClient(bootstrap_servers=BOOTSTRAP)
+        await admin.start()
+        try:
+            existing = set(await admin.list_topics())
+            doomed = [t for t in self.all_topics() if t in existing]
+            if doomed:
+                await admin.delete_topics(doomed)
+        finally:
+            await admin.close()
+        client = redis.Redis.from_url(REDIS_URL)
+        keys = list(client.scan_iter(match=f"*{self.app_id}*", count=1000))
+        if keys:
+            client.delete(*keys)
+
+
+@dataclass
+class WorkerProcess:
+    """An ``ltv worker`` subprocess with its own web port and log file."""
+
+    deployment: Deployment
+    web_port: int
+    log_path: Path
+    proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "streams.cli", "worker", "--loglevel", "info"],
+            env=self.deployment.env(self.web_port),
+            cwd=ROOT,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.web_port}{path}"
+
+    def get(self, path: str, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+        request = urllib.request.Request(self.url(path), headers=headers or {})
+        try:
+            with urllib.request.urlopen(request, timeout=5) as response:
+                return response.status, response.read()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read()
+
+    def wait_ready(self, timeout: float) -> None:
+        def ready() -> bool:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"worker exited with {self.proc.returncode}:\n{self.tail()}")
+            try:
+                return self.get("/readyz")[0] == 200
+            except OSError:
+                return False
+
+        wait_until(ready, timeout, lambda: f"worker not ready within {timeout}s:\n{self.tail()}")
+
+    def tail(self, lines: int = 40) -> str:
+        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def stop(self, timeout: float = 30.0) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+
+    def kill(self) -> None:
+        """kill -9: no shutdown hooks, no final flush."""
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float, message: Any) -> None:
+    """Poll ``predicate`` every 0.1 s until it holds; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(message() if callable(message) else message)
+        time.sleep(0.1)
+
+
+async def produce(records: Iterable[tuple[str, bytes | None, bytes]]) -> int:
+    """Send (topic, key, value) records in order and wait for every acknowledgement."""
+    producer = AIOKafkaProducer(bootstrap_servers=BOOTSTRAP, acks="all", linger_ms=5)
+    await producer.start()
+    try:
+        futures = [await producer.send(topic, value, key=key) for topic, key, value in records]
+        await asyncio.gather(*futures)
+        return len(futures)
+    finally:
+        await producer.stop()
+
+
+def event(topic: str, body: dict[str, Any], key: str | None = None) -> tuple[str, bytes, bytes]:
+    """A JSON input record keyed by its customer id (or ``key``)."""
+    return topic, (key or body["customer_id"]).encode(), orjson.dumps(body)
+
+
+async def consume(
+    topic: str, expected: int, timeout: float = 60.0, settle: float = 0.0
+) -> list[dict[str, Any]]:
+    """Read ``topic`` from the beginning until ``expected`` records arrived.
+
+    ``settle`` keeps reading that many seconds more, to catch extra records
+    that should not be there.
+    """
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=BOOTSTRAP,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        group_id=None,
+    )
+    await consumer.start()
+    out: list[dict[str, Any]] = []
+    try:
+        deadline = time.monotonic() + timeout
+        while len(out) < expected and time.monotonic() < deadline:
+            batches = await consumer.getmany(timeout_ms=500)
+            out.extend(orjson.loads(r.value) for rs in batches.values() for r in rs)
+        end = time.monotonic() + settle
+        while time.monotonic() < end:
+            batches = await consumer.getmany(timeout_ms=200)
+            out.extend(orjson.loads(r.value) for rs in batches.values() for r in rs)
+    finally:
+        await consumer.stop()
+    return out

@@ -1,0 +1,129 @@
+"""Event in -> state -> update out, through a real worker on real Kafka and Redis."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pipeline_harness import Deployment, consume, event, produce, require_servers
+
+from state.fx import load_fx_table
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
+
+
+@pytest.fixture
+async def deployment(tmp_path: Path) -> AsyncIterator[Deployment]:
+    require_servers()
+    dep = Deployment(tmp_path)
+    try:
+        yield dep
+    finally:
+        await dep.cleanup()
+
+
+def purchase(
+    n: int, customer: str, amount: str, currency: str = "USD", day: int = 1
+) -> dict[str, Any]:
+    return {
+        "event_id": f"e-{customer}-{n}",
+        "order_id": f"o-{customer}-{n}",
+        "customer_id": customer,
+        "occurred_at": f"2026-10-{day:02d}T10:00:00+01:00",
+        "amount": amount,
+        "currency": currency,
+        "channel": "paid_search",
+    }
+
+
+def by_customer(records: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    out: dict[str, list[dict[str, Any]]] = {}
+    for record in records:
+        out.setdefault(record["customer_id"], []).append(record)
+    return out
+
+
+async def test_purchases_and_a_cancellation_produce_versioned_updates(
+    deployment: Deployment,
+) -> None:
+    worker = deployment.start_worker()
+    fx = load_fx_table(None, "USD")
+    eur = fx.convert(Decimal("80.00"), "EUR")
+    records = [
+        event(deployment.purchases, purchase(1, "c-1", "100.00", day=1)),
+        event(deployment.purchases, purchase(2, "c-1", "80.00", "EUR", day=5)),
+        event(deployment.purchases, purchase(1, "c-2", "40.00", day=2)),
+        event(
+            deployment.cancellations,
+            {
+                "event_id": "e-c-1-refund",
+                "order_id": "o-c-1-1",
+                "customer_id": "c-1",
+                "occurred_at": "2026-10-06T09:00:00Z",
+                "amount": "30.00",
+            },
+        ),
+    ]
+    # Cancellations are a separate topic: send the refund only after its purchase is out,
+    # so the expected version order is fixed.
+    await produce(records[:3])
+    first = await consume(deployment.updates, 3)
+    await produce(records[3:])
+    updates = await consume(deployment.updates, 4, settle=1.0)
+    assert len(first) == 3
+    assert len(updates) == 4, worker.tail()
+
+    per_customer = by_customer(updates)
+    c1 = per_customer["c-1"]
+    assert [u["version"] for u in c1] == [1, 2, 3]
+    assert [u["orders"] for u in c1] == [1, 2, 2]
+    expected_net = [
+        Decimal("100.00"),
+        Decimal("100.00") + eur,
+        Decimal("70.00") + eur,
+    ]
+    assert [Decimal(u["net_revenue"]) for u in c1] == [
+        n.quantize(Decimal("0.01")) for n in expected_net
+    ]
+    assert [u["cause"]["type"] for u in c1] == ["purchase", "purchase", "cancellation"]
+    assert c1[-1]["cause"]["event_id"] == "e-c-1-refund"
+    assert all(u["currency"] == "USD" for u in updates)
+    c2 = per_customer["c-2"]
+    assert [(u["version"], u["orders"], u["net_revenue"]) for u in c2] == [(1, 1, "40.00")]
+
+
+async def test_duplicates_change_nothing_and_garbage_is_dead_lettered(
+    deployment: Deployment,
+) -> None:
+    worker = deployment.start_worker()
+    good = purchase(1, "c-9", "10.00")
+    await produce(
+        [
+            event(deployment.purchases, good),
+            event(deployment.purchases, good),  # same event id: counted once
+            (deployment.purchases, b"c-9", b"{not json"),
+            event(deployment.purchases, {**purchase(2, "c-9", "1.00"), "amount": "-1"}),
+            event(deployment.purchases, {**purchase(3, "c-9", "1.00"), "currency": "XXX"}),
+            event(deployment.purchases, purchase(4, "c-9", "5.00"), key="someone-else"),
+            event(deployment.purchases, purchase(5, "c-9", "5.00")),
+        ]
+    )
+    dead = await consume(deployment.dead_letter, 4, settle=0.5)
+    assert sorted(d["error"]["code"] for d in dead) == sorted(
+        ["invalid_json", "schema", "unknown_currency", "key_mismatch"]
+    )
+    garbage = next(d for d in dead if d["error"]["code"] == "invalid_json")
+    assert (garbage["value"], garbage["value_encoding"]) == ("{not json", "utf8")
+    assert garbage["source_topic"] == deployment.purchases and garbage["offset"] >= 0
+    updates = await consume(deployment.updates, 2, settle=1.0)
+    assert [(u["version"], u["orders"], u["net_revenue"]) for u in updates] == [
+        (1, 1, "10.00"),
+        (2, 2, "15.00"),
+    ], worker.tail()
+    status, body = worker.get("/metrics")
+    assert status == 200
+    assert b'ltv_dead_letter_total{reason="invalid_json"} 1.0' in body
+    assert b'ltv_events_processed_total{event_type="purchase",outcome="duplicate"} 1.0' in body
