@@ -39,7 +39,11 @@ money = st.decimals(min_value=0, max_value=2000, places=2)
 _span = 20 * 24 * 60  # minutes: every history fits in 20 days, inside every window
 
 
-def purchase_fields(span_minutes: int) -> st.SearchStrategy[tuple[object, ...]]:
+PurchaseFields = tuple[int, Decimal, str, Decimal | None, str | None, list[str], str | None]
+CancelFields = tuple[int, Decimal | None, str | None, Scope]
+
+
+def purchase_fields(span_minutes: int) -> st.SearchStrategy[PurchaseFields]:
     """minute offset, amount, currency, margin rate, channel, categories, plan."""
     return st.tuples(
         st.integers(0, span_minutes),
@@ -61,9 +65,8 @@ _cancel_fields = st.tuples(
 )
 
 
-def make_purchase(index: int, fields: tuple[object, ...], start: datetime = T0) -> Purchase:
+def make_purchase(index: int, fields: PurchaseFields, start: datetime = T0) -> Purchase:
     minute, amount, currency, margin_rate, channel, categories, plan = fields
-    assert isinstance(minute, int) and isinstance(categories, list)
     return Purchase.model_construct(
         event_id=f"p-{index}",
         order_id=f"o-{index}",
@@ -84,10 +87,9 @@ def make_purchase(index: int, fields: tuple[object, ...], start: datetime = T0) 
 
 
 def make_cancellation(
-    index: int, order_id: str, fields: tuple[object, ...], start: datetime = T0
+    index: int, order_id: str, fields: CancelFields, start: datetime = T0
 ) -> Cancellation:
     minute, amount, currency, scope = fields
-    assert isinstance(minute, int)
     return Cancellation.model_construct(
         event_id=f"c-{index}",
         order_id=order_id,

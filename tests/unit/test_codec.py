@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from decimal import Decimal
 
 import orjson
 import pytest
@@ -31,9 +32,11 @@ def test_any_state_round_trips_canonically(events: list[Event]) -> None:
 
 def test_decoded_state_keeps_working() -> None:
     """The compaction cache is rebuilt on decode: a much later order still compacts."""
-    first = make_purchase(1, (0, 10, "SEK", None, None, [], None))
+    first = make_purchase(1, (0, Decimal(10), "SEK", None, None, [], None))
     state = decode_state(encode_state(replay([first])))
-    later = make_purchase(2, (0, 5, "SEK", None, None, [], None), start=T0 + timedelta(days=200))
+    later = make_purchase(
+        2, (0, Decimal(5), "SEK", None, None, [], None), start=T0 + timedelta(days=200)
+    )
     t = apply(state, later, CFG)
     assert t.outcome == "applied" and t.state.orders == 2 and t.state.ledger.keys() == {"o-2"}
 

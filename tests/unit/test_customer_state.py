@@ -1,5 +1,8 @@
 """Focused examples of the CustomerState transitions."""
 
+# Money figures are Decimal and compared with int literals on purpose (exact equality).
+# mypy: disable-error-code="comparison-overlap"
+
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
@@ -236,4 +239,3 @@ def test_config_is_validated() -> None:
         StateConfig(fx=FX, pending_window=timedelta(days=60), ledger_window=timedelta(days=30))
     with pytest.raises(ValueError):
         StateConfig(fx=FX, default_margin=Decimal(2))
-
