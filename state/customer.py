@@ -6,7 +6,9 @@ so an agent that fails half-way keeps the old state and replays the event safely
 Order independence
     For a given set of events, the final state does not depend on arrival order,
     provided that no event arrives after the customer's event-time watermark (the
-    latest ``occurred_at`` seen) has passed its ``occurred_at`` by more than
+    latest purchase ``occurred_at`` seen; cancellations never move it, so a
+    cancellations topic consumed ahead of the purchases topic cannot make
+    purchases late) has passed its ``occurred_at`` by more than
     ``pending_window`` and that the ledger cap is not hit.  It rests on:
 
     * every figure is a sum of per-order contributions, each a pure function of the
@@ -392,7 +394,11 @@ def apply_cancellation(state: CustomerState, c: Cancellation, cfg: StateConfig) 
         outcome, applied = "held", ()
         # Kept sorted, so the held tuple does not depend on arrival order.
         s.pending[c.order_id] = tuple(sorted((*s.pending.get(c.order_id, ()), held), key=_held_key))
-    expired = _advance(s, c.occurred_at, cfg)
+    # Cancellations never move the watermark: the cancellations topic may be
+    # consumed far ahead of the purchases topic (a backlog, a backfill), and a
+    # watermark pulled forward by it would turn the customer's own pending
+    # purchases into late events.
+    expired = _advance(s, None, cfg)
     return Transition(s, outcome, applied, expired, _changed(state, s))
 
 
@@ -492,15 +498,21 @@ def _add_categories(s: CustomerState, new: Iterable[str], cfg: StateConfig) -> N
         s.categories.remove(max(s.categories))
 
 
-def _advance(s: CustomerState, at: datetime, cfg: StateConfig) -> tuple[tuple[str, Held], ...]:
-    """Move the watermark, then expire and compact what fell behind it."""
-    if s.watermark is None or at > s.watermark:
+def _advance(
+    s: CustomerState, at: datetime | None, cfg: StateConfig
+) -> tuple[tuple[str, Held], ...]:
+    """Move the watermark to purchase time ``at`` (None: a cancellation, which
+    never moves it), then expire and compact what fell behind it."""
+    if at is not None and (s.watermark is None or at > s.watermark):
         s.watermark = at
-    assert s.watermark is not None
-    expired = _expire(s, s.watermark - cfg.pending_window) if s.pending else ()
+    expired: tuple[tuple[str, Held], ...] = ()
     if sum(len(hs) for hs in s.pending.values()) > cfg.max_pending:
         oldest = sorted(h.occurred_at for hs in s.pending.values() for h in hs)
         expired += _expire(s, oldest[-cfg.max_pending])
+    if s.watermark is None:
+        return expired
+    if s.pending:
+        expired += _expire(s, s.watermark - cfg.pending_window)
     horizon = s.watermark - cfg.ledger_window
     if len(s.ledger) > cfg.max_ledger_orders:
         times = sorted(e.occurred_at for e in s.ledger.values())

@@ -17,7 +17,7 @@ from ltv.risk import RiskThresholds
 from ltv.valuation import ValuationConfig
 from state.customer import StateConfig
 from state.fx import load_fx_table
-from streams.app import app, customers, settings, topics
+from streams.app import app, customer_store, customers, settings, topics
 from streams.metrics import METRICS
 from streams.processing import EventType, Processor, Record, Result, utc_now
 from streams.settings import Settings
@@ -65,12 +65,17 @@ async def _consume(kind: EventType, stream: StreamT) -> None:  # type: ignore[ty
             key=message.key,
             value=message.value or b"",
         )
+        store = customer_store()
+        if message.key:
+            await store.prefetch(message.partition, [message.key])
         stored = customers.get(message.key) if message.key else None
         result = processor.handle(kind, record, stored, utc_now())
         if result.state is not None:
             customers[message.key] = result.state
         for output in result.outputs:
             await _outputs[output.kind].send(key=output.key, value=output.value)
+        # The outputs are with the producer: the state write may now be flushed.
+        store.seal()
         _observe(kind, result, started)
 
 

@@ -11,9 +11,11 @@ from dataclasses import dataclass
 
 import faust
 
+import state.store
 from streams.settings import Settings, load_settings
 
 settings: Settings = load_settings()
+state.store.register()
 
 
 def _make_app(conf: Settings) -> faust.App:
@@ -21,8 +23,8 @@ def _make_app(conf: Settings) -> faust.App:
     return faust.App(
         conf.app_id,
         broker=conf.broker,
-        # Provisional: the Redis-backed store replaces this (state/ store issue).
-        store="memory://",
+        # Every table lives in Redis (state.store): restarts resume without replay.
+        store=conf.redis_url,
         topic_partitions=conf.partitions,
         topic_replication_factor=conf.replication_factor,
         web_host=conf.web_host,
@@ -85,12 +87,19 @@ topics = Topics(
 )
 
 # Per-customer state, keyed by customer_id bytes; values are the compact
-# encoding of state.codec, opaque to Faust.
+# encoding of state.codec, opaque to Faust (bytes types select the raw codec
+# for the store and the changelog).
 customers = app.Table(
     "customers",
     default=None,
     partitions=settings.partitions,
-    schema=faust.Schema(
-        key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
-    ),
+    key_type=bytes,
+    value_type=bytes,
 )
+
+
+def customer_store() -> state.store.RedisStore:
+    """The Redis store behind ``customers`` (prefetch, seal, health)."""
+    store = customers.data
+    assert isinstance(store, state.store.RedisStore), store
+    return store

@@ -8,7 +8,7 @@ from typing import Any
 from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from streams.app import app, settings
+from streams.app import app, customer_store, settings
 from streams.connections import redis_client
 from streams.metrics import METRICS
 
@@ -50,9 +50,16 @@ class Ready(View):
     """Ready when Kafka and Redis answer, partitions are assigned and recovery is done."""
 
     async def get(self, request: Request) -> Response:
-        checks: dict[str, Any] = {"redis": await _redis_reachable(), **_kafka_state()}
+        store = customer_store()
+        checks: dict[str, Any] = {
+            "redis": await _redis_reachable(),
+            "store": store.ready,
+            "store_dirty_keys": store.dirty_keys,
+            **_kafka_state(),
+        }
         ready = (
             checks["redis"]
+            and checks["store"]
             and checks["kafka"]
             and checks["partitions_assigned"] > 0
             and checks["recovery_done"]
