@@ -18,7 +18,7 @@ from ltv.valuation import ValuationConfig
 from state.customer import StateConfig
 from state.fx import load_fx_table
 from streams.app import app, customer_store, customers, settings, topics
-from streams.metrics import METRICS
+from streams.metrics import METRICS, NO_LEVEL
 from streams.processing import EventType, Processor, Record, Result, utc_now
 from streams.settings import Settings
 
@@ -89,7 +89,7 @@ def _observe(kind: EventType, result: Result, started: float) -> None:
     if result.total_ltv is not None:
         METRICS.customer_total_ltv.observe(float(result.total_ltv))
     if result.churn is not None:
-        METRICS.churn_transitions.labels(result.churn[0] or "none", result.churn[1]).inc()
+        METRICS.churn_transitions.labels(result.churn[0] or NO_LEVEL, result.churn[1]).inc()
     now = time.time()
     if result.occurred_at is not None:
         METRICS.event_lag_seconds.observe(max(0.0, now - result.occurred_at.timestamp()))

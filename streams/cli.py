@@ -71,6 +71,32 @@ def _cmd_watch(args: argparse.Namespace) -> int:
     return 0 if args.count is None or seen >= args.count else 1
 
 
+def _cmd_backfill(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from streams.backfill import backfill, detect_format
+
+    settings = _settings_or_exit()
+    path = Path(args.file)
+    try:
+        fmt = args.format or detect_format(path)
+        report = asyncio.run(backfill(path, fmt, settings, rate=args.rate))
+    except (OSError, ValueError) as exc:
+        print(f"ltv backfill: {exc}", file=sys.stderr)
+        return 2
+    print(
+        f"ltv backfill: {report.sent} events sent to {settings.topic_purchases} and "
+        f"{settings.topic_cancellations}; {report.bad} bad lines not sent"
+    )
+    return 1 if report.bad else 0
+
+
+def _cmd_fit(args: argparse.Namespace) -> int:
+    from streams.fit import fit_command
+
+    return asyncio.run(fit_command(_settings_or_exit(), args.as_of, wait=args.wait))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ltv", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -95,6 +121,31 @@ def build_parser() -> argparse.ArgumentParser:
     watch.add_argument("--count", type=int, default=None, help="exit after this many records")
     watch.add_argument("--timeout", type=float, default=None, help="exit after this many seconds")
     watch.set_defaults(func=_cmd_watch)
+
+    backfill = sub.add_parser(
+        "backfill",
+        help="publish historic orders from a CSV or JSONL file (exit 1 if lines were refused)",
+    )
+    backfill.add_argument("file")
+    backfill.add_argument(
+        "--format",
+        choices=["csv", "jsonl"],
+        default=None,
+        help="default: from the file name (.csv, .jsonl, .ndjson)",
+    )
+    backfill.add_argument(
+        "--rate", type=float, default=None, help="events per second (default: unpaced)"
+    )
+    backfill.set_defaults(func=_cmd_backfill)
+
+    fit = sub.add_parser("fit", help="fit the model on every customer's state now and store it")
+    fit.add_argument(
+        "--as-of", default=None, help="clock of the fit: YYYY-MM-DD or RFC 3339 (default: now)"
+    )
+    fit.add_argument(
+        "--wait", type=float, default=120.0, help="seconds to wait while another fit holds the lock"
+    )
+    fit.set_defaults(func=_cmd_fit)
     return parser
 
 

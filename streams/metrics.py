@@ -114,6 +114,11 @@ class Metrics:
             "Consumer-group rebalances seen by this worker.",
             registry=registry,
         )
+        self.model_fit_failures = Counter(
+            "ltv_model_fit_failures_total",
+            "Model fits that failed; the previous parameters stay in force.",
+            registry=registry,
+        )
         self.prime()
 
     def prime(self) -> None:
@@ -132,8 +137,13 @@ class Metrics:
             self.customers.labels(level.value)
         for previous, current in permutations(RiskLevel, 2):
             self.churn_transitions.labels(previous.value, current.value)
+        for level in RiskLevel:  # a customer's first level
+            self.churn_transitions.labels(NO_LEVEL, level.value)
         for segment in Segment:
             self.segment_customers.labels(segment.value)
 
+
+#: ``previous`` label of a customer's first churn-risk level.
+NO_LEVEL = "none"
 
 METRICS = Metrics()

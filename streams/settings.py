@@ -55,6 +55,8 @@ class Settings(BaseSettings):
     data_dir: Path = Path("var/faust")
     max_message_bytes: int = Field(65536, ge=1024, le=16 * 1024 * 1024)
     pending_cancellation_days: int = Field(30, ge=0, le=3650)
+    # Seconds between periodic model fits in the worker group (streams.fit).
+    fit_interval: float = Field(3600.0, ge=1.0, le=30 * 86400.0)
 
     @field_validator("app_id")
     @classmethod

@@ -5,7 +5,7 @@
 
 from __future__ import annotations
 
-from streams import agents, views
+from streams import agents, model_api, views
 from streams.app import app
 
-__all__ = ["agents", "app", "views"]
+__all__ = ["agents", "app", "model_api", "views"]

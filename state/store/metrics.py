@@ -14,6 +14,10 @@ from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histo
 __all__ = ["StoreMetrics", "default_metrics"]
 
 
+#: Redis operations whose failures ``ltv_store_errors_total`` counts.
+OPERATIONS = ("read", "prefetch", "claim", "wipe", "standby", "flush", "producer_flush", "clear")
+
+
 class StoreMetrics:
     """The store's counters, gauge and histogram on one registry."""
 
@@ -35,6 +39,9 @@ class StoreMetrics:
             ["operation"],
             registry=registry,
         )
+        # Exported at zero, so the first error of an operation shows in increase().
+        for operation in OPERATIONS:
+            self.errors.labels(operation)
         self.keys_flushed = Counter(
             "ltv_store_keys_flushed_total",
             "Table keys written to Redis by flushes.",

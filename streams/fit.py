@@ -1,0 +1,382 @@
+"""The model-fit job (DESIGN §6): every customer's state in Redis -> fitted parameters.
+
+Steps: HSCAN every partition hash of the ``customers`` table of this app id
+(``state.store.keys``), decode each state (``state.codec``), reduce it to the
+fit inputs as of a clock, fit BG/NBD, MBG/NBD and Gamma-Gamma by maximum
+likelihood (``ltv``), derive RFM quintile edges, the subscription churn rate
+and the population's purchase gap, and store the result
+(``state.model_store``). Memory stays bounded: a customer costs a handful of
+8-byte slots in typed arrays while scanning, never a Python object.
+
+The same job runs on demand (``ltv fit``) and inside the worker group on a
+timer (``install``), one run at a time per app id under a Redis lock. In the
+worker the Redis scan is asynchronous and all CPU work (decoding, fitting)
+runs in a thread, so agents keep being scheduled while a fit runs.
+
+Definitions:
+
+* fit inputs: ``CustomerState.btyd(as_of)`` in days; ``zbar`` = value of the
+  repeat purchase days / x on the configured value basis. Customers without
+  a live order, or whose first order is after ``as_of``, are left out.
+  ``as_of`` should not precede the stored orders: the state keeps aggregates,
+  not a history to rewind.
+* RFM edges: quintiles of days since the last order, of x and of the
+  customer's historic value (the inputs ``ltv.valuation`` scores).
+* subscription monthly churn: subscribers whose subscription ended (by
+  ``as_of``) divided by the subscriber-months observed, each subscriber
+  counted from the first charge to the end of the subscription or ``as_of``
+  (months of 365.25/12 days). That is the maximum-likelihood constant monthly
+  hazard with still-active subscribers as censored lifetimes. None while no
+  subscriber-time has been observed.
+* population gap: days between repeat purchase days over all repeat buyers,
+  sum(t_x) / sum(x); the churn heuristic's fallback gap.
+
+A fit fails, and the stored parameters stay as they were with the failure
+recorded, when nobody has an order, nobody bought twice (no Gamma-Gamma
+input), an optimiser does not converge, or anything raises.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+import time
+import uuid
+from array import array
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from functools import partial
+from typing import Any
+
+import faust
+import numpy as np
+
+from ltv import bgnbd, gammagamma, mbgnbd
+from ltv.fitting import FitResult, FloatArray
+from ltv.formulas import ValueBasis, historic_ltv
+from ltv.rfm import RfmEdges, quintile_edges
+from state.codec import CodecError, decode_state
+from state.customer import CustomerState
+from state.model_store import (
+    FittedModel,
+    ModelRecord,
+    acquire_lock,
+    load_model,
+    release_lock,
+    save_model,
+)
+from state.store.config import StoreConfig
+from state.store.keys import KeyLayout
+from streams.metrics import METRICS
+from streams.processing import Processor
+from streams.settings import Settings
+
+log = logging.getLogger(__name__)
+
+TABLE = "customers"
+DAYS_PER_MONTH = 365.25 / 12
+SCAN_COUNT = 1000
+# Longer than a fit of a million customers takes, short enough that a worker
+# killed mid-fit holds up the next one only briefly.
+LOCK_TTL = timedelta(minutes=30)
+RELOAD_SECONDS = 5.0
+
+
+class FitError(RuntimeError):
+    """The population cannot be fitted (the message says why)."""
+
+
+def subscription_exposure(s: CustomerState, as_of: datetime) -> tuple[bool, float] | None:
+    """(ended by ``as_of``, subscriber-months observed) of one customer; None: never subscribed."""
+    sub = s.subscription
+    if sub is None or sub.started_at > as_of:
+        return None
+    ended_at = s.subscription_ended_at
+    ended = s.subscription_churned and ended_at is not None and ended_at <= as_of
+    end = ended_at if ended and ended_at is not None else as_of
+    months = max(0.0, (end - sub.started_at).total_seconds()) / 86400 / DAYS_PER_MONTH
+    return ended, months
+
+
+def monthly_churn(ended: int, months: float) -> float | None:
+    """Ended subscriptions per subscriber-month (see the module docstring)."""
+    return ended / months if months > 0 else None
+
+
+@dataclass
+class Population:
+    """Fit inputs of every customer as of ``as_of``, one typed array per column."""
+
+    as_of: datetime
+    basis: ValueBasis
+    x: array[float] = field(default_factory=lambda: array("d"))
+    t_x: array[float] = field(default_factory=lambda: array("d"))
+    T: array[float] = field(default_factory=lambda: array("d"))
+    zbar: array[float] = field(default_factory=lambda: array("d"))
+    recency: array[float] = field(default_factory=lambda: array("d"))
+    monetary: array[float] = field(default_factory=lambda: array("d"))
+    subscribers_ended: int = 0
+    subscriber_months: float = 0.0
+    skipped: int = 0
+    corrupt: int = 0
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def add(self, raw: bytes) -> None:
+        """Fold one encoded state in (undecodable values are counted, not fatal)."""
+        try:
+            s = decode_state(raw)
+        except CodecError:
+            self.corrupt += 1
+            return
+        exposure = subscription_exposure(s, self.as_of)
+        if exposure is not None:
+            self.subscribers_ended += exposure[0]
+            self.subscriber_months += exposure[1]
+        summary = s.btyd(self.as_of)
+        if summary is None or s.last_order_at is None or s.first_order_at is None:
+            self.skipped += 1
+            return
+        if s.first_order_at > self.as_of:
+            self.skipped += 1
+            return
+        margin = self.basis is ValueBasis.MARGIN
+        repeat = summary.repeat_margin if margin else summary.repeat_net
+        self.x.append(summary.x)
+        self.t_x.append(summary.t_x)
+        self.T.append(summary.T)
+        self.zbar.append(float(repeat) / summary.x if summary.x > 0 else 0.0)
+        self.recency.append(max(0, (self.as_of - s.last_order_at).days))
+        self.monetary.append(float(historic_ltv(s.net, s.margin, self.basis)))
+
+    def add_all(self, values: Iterable[bytes]) -> None:
+        for raw in values:
+            self.add(raw)
+
+
+def _column(values: array[float]) -> FloatArray:
+    return np.frombuffer(values, dtype=np.float64)
+
+
+def _fitted(result: FitResult[Any]) -> FittedModel:
+    return FittedModel(
+        params=result.params.as_dict(),
+        log_likelihood=result.log_likelihood,
+        converged=result.converged,
+        iterations=result.iterations,
+        n=result.n,
+    )
+
+
+def fit_population(pop: Population, fitted_at: datetime) -> ModelRecord:
+    """Fit every model to ``pop`` (CPU-bound; raises FitError when it cannot)."""
+    if not len(pop):
+        raise FitError(f"no customer has an order as of {pop.as_of.isoformat()}")
+    x, t_x, T, zbar = _column(pop.x), _column(pop.t_x), _column(pop.T), _column(pop.zbar)
+    if not np.any((x > 0) & (zbar > 0)):
+        raise FitError("no repeat buyer with a positive repeat value: nothing to fit spend on")
+    # In whole days many customers share (x, t_x, T): fit the distinct rows,
+    # weighted by their counts (same likelihood, far fewer evaluations).
+    rows, counts = np.unique(np.column_stack((x, t_x, T)), axis=0, return_counts=True)
+    ux, ut, uT = rows[:, 0], rows[:, 1], rows[:, 2]
+    results: dict[str, FitResult[Any]] = {
+        "bgnbd": bgnbd.fit(ux, ut, uT, counts),
+        "mbgnbd": mbgnbd.fit(ux, ut, uT, counts),
+        "gammagamma": gammagamma.fit(x, zbar),
+    }
+    failed = [name for name, r in results.items() if not r.converged]
+    if failed:
+        raise FitError(f"did not converge: {', '.join(failed)}")
+    repeat = x > 0
+    record = ModelRecord(
+        fitted_at=fitted_at,
+        as_of=pop.as_of,
+        n_customers=len(pop),
+        models={name: _fitted(r) for name, r in results.items()},
+        rfm_edges=RfmEdges(
+            recency=quintile_edges(_column(pop.recency)),
+            frequency=quintile_edges(x),
+            monetary=quintile_edges(_column(pop.monetary)),
+        ),
+        subscription_monthly_churn=monthly_churn(pop.subscribers_ended, pop.subscriber_months),
+        population_gap_days=float(t_x[repeat].sum() / x[repeat].sum()) if repeat.any() else None,
+    )
+    return record.with_version()
+
+
+async def scan_population(
+    client: Any,
+    settings: Settings,
+    pop: Population,
+    run: Callable[[Callable[[], None]], Awaitable[None]],
+) -> None:
+    """HSCAN every partition of the table into ``pop``; ``run`` executes the decoding."""
+    layout = KeyLayout(settings.app_id, TABLE)
+    for partition in range(settings.partitions):
+        key = layout.data_key(partition)
+        cursor = 0
+        while True:
+            cursor, page = await client.hscan(key, cursor, count=SCAN_COUNT)
+            await run(partial(pop.add_all, list(page.values())))
+            if not cursor:
+                break
+
+
+async def _in_thread(work: Callable[[], None]) -> None:
+    await asyncio.get_running_loop().run_in_executor(None, work)
+
+
+@dataclass(frozen=True, slots=True)
+class FitOutcome:
+    """What one run did: the stored record, its error, or that another run held the lock."""
+
+    record: ModelRecord | None
+    error: str | None = None
+    busy: bool = False
+    seconds: float = 0.0
+    population: Population | None = None
+
+
+async def run_fit(client: Any, settings: Settings, as_of: datetime) -> FitOutcome:
+    """Scan, fit and store once under the lock; a failure keeps the old parameters."""
+    token = uuid.uuid4().hex
+    if not await acquire_lock(client, settings.app_id, token, int(LOCK_TTL.total_seconds() * 1000)):
+        return FitOutcome(None, busy=True)
+    started = time.perf_counter()
+    try:
+        previous = await load_model(client, settings.app_id) or ModelRecord()
+        pop = Population(as_of, ValueBasis(settings.value_basis))
+        try:
+            await scan_population(client, settings, pop, _in_thread)
+            if not len(pop):
+                # A new deployment: nothing to fit yet, and nothing has failed.
+                log.info("model fit skipped: no customer has an order yet")
+                return FitOutcome(None, "no customer has an order yet", population=pop)
+            loop = asyncio.get_running_loop()
+            record = await loop.run_in_executor(None, fit_population, pop, datetime.now(UTC))
+        except Exception as exc:  # any failure keeps the last good model
+            error = f"{type(exc).__name__}: {exc}"
+            log.warning("model fit failed, keeping version %s: %s", previous.version, error)
+            METRICS.model_fit_failures.inc()
+            record = previous.failed(error, datetime.now(UTC))
+            await save_model(client, settings.app_id, record)
+            return FitOutcome(record, error, seconds=time.perf_counter() - started, population=pop)
+        await save_model(client, settings.app_id, record)
+        elapsed = time.perf_counter() - started
+        log.info("model %s fitted on %d customers in %.2f s", record.version, len(pop), elapsed)
+        return FitOutcome(record, seconds=elapsed, population=pop)
+    finally:
+        await release_lock(client, settings.app_id, token)
+
+
+def redis_for(settings: Settings) -> Any:
+    """An asyncio client for the store URL (store options removed, Cluster honoured)."""
+    return StoreConfig.from_url(settings.redis_url).async_client()
+
+
+def due(record: ModelRecord | None, now: datetime, interval: timedelta) -> bool:
+    """Whether the periodic fit should run: never attempted, or last attempt too old."""
+    if record is None:
+        return True
+    attempts = [t for t in (record.fitted_at, record.failed_at) if t is not None]
+    return not attempts or now - max(attempts) >= interval
+
+
+@dataclass
+class ModelInForce:
+    """The model a worker values with, reloaded whenever the stored version changes."""
+
+    processor: Processor
+    record: ModelRecord = field(default_factory=ModelRecord)
+
+    def apply(self, stored: ModelRecord | None) -> bool:
+        """Adopt ``stored``; True when its version differs from the one in force."""
+        if stored is None:
+            return False
+        old = self.record
+        self.record = stored
+        if stored.version == old.version:
+            return False
+        snapshot = stored.snapshot()
+        self.processor.model = snapshot
+        if snapshot is not None:
+            if old.version is not None:
+                METRICS.model_info.remove(snapshot.name, old.version)
+            METRICS.model_info.labels(snapshot.name, snapshot.version).set(1)
+        if stored.fitted_at is not None:
+            METRICS.model_fit_timestamp.set(stored.fitted_at.timestamp())
+        log.info("model version %s in force (was %s)", stored.version, old.version)
+        return True
+
+
+def install(app: faust.App, settings: Settings, processor: Processor) -> ModelInForce:
+    """Attach the periodic fit and the model reload timers to the worker's app."""
+    client = redis_for(settings)
+    model = ModelInForce(processor)
+    interval = timedelta(seconds=settings.fit_interval)
+
+    @app.timer(interval=RELOAD_SECONDS)
+    async def reload_model() -> None:
+        """Pick up a version stored by any worker or by ``ltv fit``."""
+        model.apply(await load_model(client, settings.app_id))
+
+    @app.timer(interval=min(settings.fit_interval, 60.0))
+    async def periodic_fit() -> None:
+        """Fit when the last attempt is older than LTV_FIT_INTERVAL (one worker at a time)."""
+        now = datetime.now(UTC)
+        if not due(await load_model(client, settings.app_id), now, interval):
+            return
+        outcome = await run_fit(client, settings, processor.clock(now))
+        if outcome.record is not None:
+            model.apply(outcome.record)
+
+    return model
+
+
+def parse_as_of(text: str | None) -> datetime:
+    """``--as-of``: YYYY-MM-DD (midnight UTC) or an ISO 8601 time with offset; None: now."""
+    if text is None:
+        return datetime.now(UTC)
+    value = datetime.fromisoformat(text)
+    if len(text) == 10:
+        return value.replace(tzinfo=UTC)
+    if value.tzinfo is None:
+        raise ValueError(f"--as-of {text!r} needs an offset, e.g. {text}Z")
+    return value.astimezone(UTC)
+
+
+async def fit_command(settings: Settings, as_of_text: str | None, *, wait: float) -> int:
+    """``ltv fit``: one run now (waiting up to ``wait`` s for a running one); exit code."""
+    try:
+        as_of = parse_as_of(as_of_text)
+    except ValueError as exc:
+        print(f"ltv fit: {exc}", file=sys.stderr)
+        return 2
+    client = redis_for(settings)
+    deadline = time.monotonic() + wait
+    try:
+        outcome = await run_fit(client, settings, as_of)
+        while outcome.busy and time.monotonic() < deadline:
+            await asyncio.sleep(1.0)  # the lock has a TTL, not a release notification
+            outcome = await run_fit(client, settings, as_of)
+    finally:
+        await client.aclose()
+    if outcome.busy:
+        print(f"ltv fit: another fit of {settings.app_id} is still running", file=sys.stderr)
+        return 1
+    if outcome.error is not None or outcome.record is None:
+        print(f"ltv fit: failed, stored model unchanged: {outcome.error}", file=sys.stderr)
+        return 1
+    record = outcome.record
+    print(
+        f"ltv fit: version {record.version}, {record.n_customers} customers, "
+        f"as of {as_of.isoformat()}, {outcome.seconds:.2f} s"
+    )
+    for name, fitted in record.models.items():
+        params = ", ".join(f"{k}={v:.6g}" for k, v in fitted.params.items())
+        print(f"  {name}: {params}, log-likelihood {fitted.log_likelihood:.1f}")
+    print(f"  subscription monthly churn: {record.subscription_monthly_churn}")
+    return 0
