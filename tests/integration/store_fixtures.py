@@ -1,8 +1,9 @@
 """Fixtures of the store's integration tests: real Kafka, real Redis, worker subprocesses.
 
-The servers come from ``scripts/infra up`` (LTV_BROKER, LTV_REDIS_URL). When
-they are not reachable the tests FAIL with a message saying so: a skipped
-integration test would be counted as passing.
+The servers come from ``scripts/infra up`` (LTV_TEST_BOOTSTRAP and
+LTV_TEST_REDIS_URL, exported by scripts/test). When they are not reachable
+the tests FAIL with a message saying so: a skipped integration test would be
+counted as passing.
 """
 
 from __future__ import annotations
@@ -32,8 +33,8 @@ from state.store.keys import KeyLayout
 
 HERE = Path(__file__).resolve().parent
 FAUST = Path(sys.executable).with_name("faust")
-BROKER = os.environ.get("LTV_BROKER", "kafka://127.0.0.1:9092")
-REDIS_URL = os.environ.get("LTV_REDIS_URL", "redis://127.0.0.1:6379/0")
+BROKER = "kafka://" + os.environ.get("LTV_TEST_BOOTSTRAP", "127.0.0.1:9092")
+REDIS_URL = os.environ.get("LTV_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 TABLE = "counters"
 
 #: Expected value per key: the set of distinct event ids applied.
