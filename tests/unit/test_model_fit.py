@@ -1,0 +1,296 @@
+"""The fit job's pure parts: summaries from encoded states, churn rate, model store, auth."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from test_cdnow import _load_rows
+
+from ltv.formulas import ValueBasis
+from ltv.gammagamma import GammaGammaParams
+from ltv.mbgnbd import MBGNBDParams
+from ltv.valuation import ValuationConfig
+from state.codec import encode_state
+from state.customer import CustomerState, StateConfig, apply_cancellation, apply_purchase, new_state
+from state.events import Cancellation, Purchase
+from state.fx import load_fx_table
+from state.model_store import FittedModel, ModelRecord, model_key
+from streams.auth import authorized
+from streams.fit import (
+    FitError,
+    ModelInForce,
+    Population,
+    due,
+    fit_population,
+    monthly_churn,
+    parse_as_of,
+    subscription_exposure,
+)
+from streams.metrics import METRICS
+from streams.processing import Processor
+
+FX = load_fx_table(base="USD")
+CFG = StateConfig(fx=FX, default_margin=Decimal("0.5"))
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def purchase(customer: str, order: str, day: float, amount: str, **kw: Any) -> Purchase:
+    return Purchase.model_validate(
+        {
+            "event_id": f"e-{order}",
+            "order_id": order,
+            "customer_id": customer,
+            "occurred_at": (T0 + timedelta(days=day)).isoformat(),
+            "amount": amount,
+            "currency": "USD",
+            **kw,
+        }
+    )
+
+
+def history(customer: str, *orders: tuple[float, str], **kw: Any) -> CustomerState:
+    state = new_state(customer)
+    for n, (day, amount) in enumerate(orders):
+        state = apply_purchase(
+            state, purchase(customer, f"{customer}-{n}", day, amount, **kw), CFG
+        ).state
+    return state
+
+
+def test_population_reduces_encoded_states_to_fit_columns() -> None:
+    as_of = T0 + timedelta(days=100)
+    pop = Population(as_of, ValueBasis.REVENUE)
+    # Two orders on day 0 are one purchase day; days 10 and 40 are repeats.
+    repeat = history("a", (0, "10"), (0.5, "5"), (10, "20"), (40, "40"))
+    pop.add(encode_state(repeat))
+    pop.add(encode_state(history("b", (30, "7"))))
+    pop.add(encode_state(history("late", (150, "9"))))  # first order after as_of
+    pop.add(encode_state(new_state("none")))
+    pop.add(b"\x09garbage")
+    assert len(pop) == 2
+    assert (pop.skipped, pop.corrupt) == (2, 1)
+    assert list(pop.x) == [2, 0]
+    assert list(pop.t_x) == [40, 0]
+    assert list(pop.T) == [100, 70]
+    assert list(pop.zbar) == [30.0, 0.0]
+    assert list(pop.recency) == [60, 70]
+    assert list(pop.monetary) == [75.0, 7.0]
+    # Columns are typed 8-byte arrays: no Python object per customer is kept.
+    assert all(c.typecode == "d" for c in (pop.x, pop.t_x, pop.T, pop.zbar, pop.recency))
+
+    margin = Population(as_of, ValueBasis.MARGIN)
+    margin.add(encode_state(repeat))
+    assert list(margin.zbar) == [15.0] and list(margin.monetary) == [37.5]
+
+
+def test_population_memory_is_bounded_by_columns() -> None:
+    pop = Population(T0 + timedelta(days=400), ValueBasis.REVENUE)
+    raw = encode_state(history("c", (0, "10"), (30, "12")))
+    for _ in range(20_000):
+        pop.add(raw)
+    columns = (pop.x, pop.t_x, pop.T, pop.zbar, pop.recency, pop.monetary)
+    assert sum(c.buffer_info()[1] * c.itemsize for c in columns) == 6 * 8 * 20_000
+
+
+def subscriber(start_day: float, months: int, ended_day: float | None) -> CustomerState:
+    state = history(
+        "s",
+        *((start_day + 30 * m, "10") for m in range(months)),
+        subscription={"plan_id": "pro", "interval": "month"},
+    )
+    if ended_day is not None:
+        end = Cancellation.model_validate(
+            {
+                "event_id": "end",
+                "order_id": "s-0",
+                "customer_id": "s",
+                "occurred_at": (T0 + timedelta(days=ended_day)).isoformat(),
+                "scope": "subscription",
+            }
+        )
+        state = apply_cancellation(state, end, CFG).state
+    return state
+
+
+def test_subscription_churn_is_ended_subscriptions_per_subscriber_month() -> None:
+    as_of = T0 + timedelta(days=365.25)
+    month = 365.25 / 12
+    active = subscriber(0, 12, None)  # 12 months observed, still active: censored
+    ended = subscriber(0, 3, 3 * month)  # ended after 3 months
+    later = subscriber(0, 3, 400)  # ends after as_of: active as of then
+    assert subscription_exposure(active, as_of) == (False, pytest.approx(12.0))
+    assert subscription_exposure(ended, as_of) == (True, pytest.approx(3.0))
+    assert subscription_exposure(later, as_of) == (False, pytest.approx(12.0))
+    assert subscription_exposure(history("x", (0, "1")), as_of) is None
+    assert subscription_exposure(subscriber(500, 1, None), as_of) is None  # starts later
+
+    pop = Population(as_of, ValueBasis.REVENUE)
+    for state in (active, ended, later):
+        pop.add(encode_state(state))
+    assert pop.subscribers_ended == 1
+    assert monthly_churn(pop.subscribers_ended, pop.subscriber_months) == pytest.approx(1 / 27)
+    assert monthly_churn(0, 0.0) is None
+
+
+@pytest.fixture(scope="module")
+def cdnow_population() -> Population:
+    """The CDNOW calibration transactions as customer states, encoded as the store keeps them."""
+    ids, days, values = _load_rows()
+    origin = datetime(1997, 1, 1, tzinfo=UTC)
+    as_of = origin + timedelta(days=272)  # 1997-09-30
+    states: dict[int, CustomerState] = {}
+    for row, (customer, day, amount) in enumerate(
+        zip(ids.tolist(), days.tolist(), values.tolist(), strict=True)
+    ):
+        if day > 272:
+            continue
+        cid = str(customer)
+        event = purchase(cid, f"r{row}", 0, f"{amount:.2f}")
+        event = event.model_copy(update={"occurred_at": origin + timedelta(days=day)})
+        states[customer] = apply_purchase(states.get(customer) or new_state(cid), event, CFG).state
+    pop = Population(as_of, ValueBasis.REVENUE)
+    pop.add_all(encode_state(s) for s in states.values())
+    return pop
+
+
+def test_fit_of_cdnow_states_reproduces_the_published_figures(cdnow_population: Population) -> None:
+    fitted_at = datetime(2026, 11, 22, 12, tzinfo=UTC)
+    record = fit_population(cdnow_population, fitted_at)
+    assert record.n_customers == 2357
+    bg, mbg, gg = (record.models[k] for k in ("bgnbd", "mbgnbd", "gammagamma"))
+    assert bg.params["r"] == pytest.approx(0.243, abs=5e-4)
+    assert bg.params["alpha"] / 7 == pytest.approx(4.414, abs=5e-4)
+    assert bg.params["a"] == pytest.approx(0.793, abs=5e-4)
+    assert bg.params["b"] == pytest.approx(2.426, abs=5e-4)
+    assert bg.n == 2357 and bg.converged
+    assert mbg.params["r"] == pytest.approx(0.525, abs=5e-4)
+    assert mbg.params["alpha"] / 7 == pytest.approx(6.183, abs=5e-4)
+    assert gg.params["p"] == pytest.approx(6.25, abs=5e-3)
+    assert gg.params["q"] == pytest.approx(3.74, abs=5e-3)
+    assert gg.params["gamma"] == pytest.approx(15.44, abs=5e-3)
+    assert gg.n == 946
+    assert record.version is not None and record.version.startswith("20261122T120000Z-")
+    assert record.rfm_edges is not None and record.subscription_monthly_churn is None
+    assert record.population_gap_days is not None and record.population_gap_days > 0
+
+
+def test_fit_refuses_populations_it_cannot_fit() -> None:
+    as_of = T0 + timedelta(days=50)
+    with pytest.raises(FitError, match="no customer"):
+        fit_population(Population(as_of, ValueBasis.REVENUE), as_of)
+    one_timers = Population(as_of, ValueBasis.REVENUE)
+    one_timers.add(encode_state(history("a", (0, "5"))))
+    with pytest.raises(FitError, match="repeat buyer"):
+        fit_population(one_timers, as_of)
+
+
+def sample_record() -> ModelRecord:
+    return ModelRecord(
+        fitted_at=datetime(2026, 11, 22, 12, 30, tzinfo=UTC),
+        as_of=datetime(1997, 9, 30, tzinfo=UTC),
+        n_customers=2357,
+        models={
+            "mbgnbd": FittedModel(
+                {"r": 0.525, "alpha": 43.28, "a": 0.891, "b": 1.614}, -1.5, True, 19, 2357.0
+            ),
+            "gammagamma": FittedModel(
+                {"p": 6.25, "q": 3.74, "gamma": 15.44}, -4055.9, True, 13, 946.0
+            ),
+        },
+        subscription_monthly_churn=0.1,
+        population_gap_days=70.5,
+    ).with_version()
+
+
+def test_model_record_round_trips_through_json() -> None:
+    record = sample_record()
+    assert ModelRecord.loads(record.dumps()) == record
+    body = record.as_json()
+    assert body["time_unit"] == "day" and body["as_of"] == "1997-09-30T00:00:00Z"
+    assert body["models"]["gammagamma"] == {
+        "p": 6.25,
+        "q": 3.74,
+        "gamma": 15.44,
+        "log_likelihood": -4055.9,
+        "converged": True,
+        "iterations": 13,
+        "n": 946.0,
+    }
+    assert ModelRecord().as_json()["version"] is None and ModelRecord().as_json()["models"] == {}
+    assert model_key("a:b") == "ltv:a%3Ab:model"
+
+
+def test_version_changes_with_the_parameters_and_failures_keep_it() -> None:
+    record = sample_record()
+    assert record.version is not None and record.version.startswith("20261122T123000Z-")
+    other = ModelRecord(
+        fitted_at=record.fitted_at, as_of=record.as_of, n_customers=2358, models=record.models
+    ).with_version()
+    assert other.version != record.version
+    failed = record.failed("FitError: boom", datetime(2026, 11, 23, tzinfo=UTC))
+    assert failed.version == record.version and failed.models == record.models
+    assert ModelRecord.loads(failed.dumps()).last_error == "FitError: boom"
+
+
+def test_snapshot_values_with_mbgnbd_and_gammagamma() -> None:
+    snapshot = sample_record().snapshot()
+    assert snapshot is not None
+    assert snapshot.orders == MBGNBDParams(0.525, 43.28, 0.891, 1.614)
+    assert snapshot.spend == GammaGammaParams(6.25, 3.74, 15.44)
+    assert snapshot.subscription_monthly_churn == 0.1 and snapshot.population_gap_days == 70.5
+    assert ModelRecord().snapshot() is None
+
+
+def test_due_after_the_interval_since_the_last_attempt() -> None:
+    hour = timedelta(hours=1)
+    record = sample_record()
+    assert record.fitted_at is not None
+    assert due(None, T0, hour)
+    assert not due(record, record.fitted_at + timedelta(minutes=59), hour)
+    assert due(record, record.fitted_at + hour, hour)
+    failed = record.failed("x", record.fitted_at + 2 * hour)
+    assert not due(failed, record.fitted_at + 2.5 * hour, hour)
+
+
+def test_model_in_force_swaps_the_processor_model_and_metrics() -> None:
+    processor = Processor(CFG, ValuationConfig(), base_currency="USD", max_bytes=65536)
+    model = ModelInForce(processor)
+    first = sample_record()
+    assert model.apply(first)
+    assert processor.model == first.snapshot()
+    info = METRICS.model_info.labels("mbgnbd+gammagamma", first.version)
+    assert info._value.get() == 1
+    assert not model.apply(first.failed("x", T0))  # same version: no reload
+    assert model.record.last_error == "x"
+    second = ModelRecord(fitted_at=T0, as_of=T0, n_customers=1, models=first.models).with_version()
+    assert model.apply(second)
+    series = {s.labels["version"] for m in METRICS.model_info.collect() for s in m.samples}
+    assert first.version not in series and second.version in series
+    assert METRICS.model_fit_timestamp._value.get() == T0.timestamp()
+
+
+def test_as_of_parsing() -> None:
+    assert parse_as_of("1997-09-30") == datetime(1997, 9, 30, tzinfo=UTC)
+    assert parse_as_of("1997-09-30T12:00:00+02:00") == datetime(1997, 9, 30, 10, tzinfo=UTC)
+    with pytest.raises(ValueError, match="offset"):
+        parse_as_of("1997-09-30T12:00:00")
+
+
+@dataclass
+class FakeRequest:
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def test_bearer_token_check() -> None:
+    assert authorized(FakeRequest(), None)
+    assert authorized(FakeRequest(), "")
+    assert authorized(FakeRequest({"Authorization": "Bearer s3cret"}), "s3cret")
+    assert authorized(FakeRequest({"Authorization": "bearer s3cret"}), "s3cret")
+    assert not authorized(FakeRequest(), "s3cret")
+    assert not authorized(FakeRequest({"Authorization": "Bearer wrong"}), "s3cret")
+    assert not authorized(FakeRequest({"Authorization": "Basic s3cret"}), "s3cret")
+    assert not authorized(FakeRequest({"Authorization": "s3cret"}), "s3cret")
