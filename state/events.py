@@ -293,7 +293,8 @@ class _Output(BaseModel):
 
 
 class Cause(_Output):
-    type: Literal["purchase", "cancellation", "inactivity", "model_refit"]
+    # "query": a body rendered for GET /customers/{id} rather than published.
+    type: Literal["purchase", "cancellation", "inactivity", "model_refit", "query"]
     event_id: str | None = None
 
 

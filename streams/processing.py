@@ -178,7 +178,9 @@ class Processor:
             churn = (previous, level)
         outputs = [
             Output(
-                "update", state.customer_id.encode(), self._update(state, a, v, valuation, clock)
+                "update",
+                state.customer_id.encode(),
+                self._update(state, Cause(type=a.kind, event_id=a.event_id), v, valuation, clock),
             )
             for a, v in _versions(t.applied, old_version)
         ]
@@ -204,6 +206,18 @@ class Processor:
             total_ltv=valuation.total_ltv,
             churn=churn,
         )
+
+    def current_update(self, stored: bytes, now: datetime) -> bytes:
+        """The ltv.updates body of a stored customer as of now (GET /customers/{id}).
+
+        Same fields and version as the latest published update; ``as_of`` is
+        the current clock and ``cause`` is ``{"type": "query"}``, because the
+        figures that depend on time (P(alive), expected orders) are re-valued.
+        """
+        state = decode_state(stored)
+        clock = self.clock(now)
+        valuation = value(self.figures(state, clock), self.model, self.valuation_cfg, clock)
+        return self._update(state, Cause(type="query"), state.version, valuation, clock)
 
     def figures(self, s: CustomerState, clock: datetime) -> CustomerFigures:
         """The valuation inputs of a state, on the configured value basis."""
@@ -232,14 +246,14 @@ class Processor:
         )
 
     def _update(
-        self, s: CustomerState, applied: Applied, version: int, v: Valuation, clock: datetime
+        self, s: CustomerState, cause: Cause, version: int, v: Valuation, clock: datetime
     ) -> bytes:
         model = self.model
         return LtvUpdate(
             customer_id=s.customer_id,
             version=version,
             as_of=clock,
-            cause=Cause(type=applied.kind, event_id=applied.event_id),
+            cause=cause,
             currency=self.base_currency,
             value_basis=self.valuation_cfg.basis.value,
             orders=s.orders,

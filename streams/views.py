@@ -8,9 +8,12 @@ from typing import Any
 from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from streams.app import app, customer_store, settings
+from streams.agents import processor
+from streams.app import app, customer_store, customers, settings
+from streams.auth import authorized
 from streams.connections import redis_client
 from streams.metrics import METRICS
+from streams.processing import utc_now
 
 _redis = redis_client(settings.redis_url)
 
@@ -75,3 +78,21 @@ class Metrics(View):
         # aiohttp wants the charset apart from the content type.
         body = generate_latest(METRICS.registry)
         return self.bytes(body, content_type=CONTENT_TYPE_LATEST.split(";")[0] + "; version=0.0.4")
+
+
+@app.page("/customers/{customer_id}")
+class Customer(View):
+    """A customer's ltv.updates body, answered by the worker that owns the key."""
+
+    # Faust passes the path parameters as keyword arguments; its stub does not say so.
+    @app.table_route(table=customers, match_info="customer_id")  # type: ignore[arg-type]
+    async def get(self, request: Request, customer_id: str) -> Response:
+        if not authorized(request, settings.api_token):
+            return self.json(
+                {"error": "unauthorized"}, status=401, headers={"WWW-Authenticate": "Bearer"}
+            )
+        stored = customers.get(customer_id.encode())
+        if stored is None:
+            return self.json({"error": "unknown customer", "customer_id": customer_id}, status=404)
+        body = processor.current_update(stored, utc_now())
+        return self.bytes(body, content_type="application/json")

@@ -7,6 +7,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 from pipeline_harness import Deployment, consume, event, produce, require_servers
 
@@ -127,3 +128,39 @@ async def test_duplicates_change_nothing_and_garbage_is_dead_lettered(
     assert status == 200
     assert b'ltv_dead_letter_total{reason="invalid_json"} 1.0' in body
     assert b'ltv_events_processed_total{event_type="purchase",outcome="duplicate"} 1.0' in body
+
+
+async def test_customer_endpoint_answers_from_the_owner_with_the_token(tmp_path: Path) -> None:
+    require_servers()
+    dep = Deployment(tmp_path, extra_env={"LTV_API_TOKEN": "t0ken-for-tests"})
+    try:
+        worker = dep.start_worker()
+        await produce(
+            [
+                event(dep.purchases, purchase(1, "c-7", "12.50")),
+                event(dep.purchases, purchase(2, "c-7", "7.50", day=3)),
+            ]
+        )
+        published = await consume(dep.updates, 2)
+        auth = {"Authorization": "Bearer t0ken-for-tests"}
+        status, body = worker.get("/customers/c-7", auth)
+        assert status == 200, body
+        answer = orjson.loads(body)
+        latest = published[-1]
+        assert answer["cause"] == {"type": "query", "event_id": None}
+        for field in (
+            "customer_id",
+            "version",
+            "orders",
+            "net_revenue",
+            "historic_ltv",
+            "currency",
+        ):
+            assert answer[field] == latest[field], field
+        assert (answer["version"], answer["orders"], answer["net_revenue"]) == (2, 2, "20.00")
+        assert worker.get("/customers/nobody", auth)[0] == 404
+        assert worker.get("/customers/c-7")[0] == 401
+        assert worker.get("/customers/c-7", {"Authorization": "Bearer wrong"})[0] == 401
+        assert b"t0ken-for-tests" not in worker.log_path.read_bytes()
+    finally:
+        await dep.cleanup()
