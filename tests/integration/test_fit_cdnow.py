@@ -1,0 +1,173 @@
+"""CDNOW end to end: ltv backfill -> Kafka -> worker -> Redis -> ltv fit -> GET /model.
+
+The 4 960 calibration transactions of the CDNOW sample (lifetimes' data file;
+several per customer per day, 8 of them zero-value) go through the real
+pipeline, and the fit of the stored states must give the published figures.
+Afterwards a new purchase is valued with the fitted model.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import orjson
+import pytest
+from pipeline_harness import (
+    ROOT,
+    Deployment,
+    WorkerProcess,
+    consume,
+    event,
+    produce,
+    require_servers,
+    wait_until,
+)
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
+
+TOKEN = "test-token-4f1c"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+CALIBRATION_END = "19970930"
+# Published CDNOW figures (DESIGN §6); alpha per week, the fit is in days.
+PUBLISHED = {
+    "bgnbd": {"r": 0.243, "alpha": 4.414, "a": 0.793, "b": 2.426},
+    "mbgnbd": {"r": 0.525, "alpha": 6.183, "a": 0.891, "b": 1.614},
+    "gammagamma": {"p": 6.25, "q": 3.74, "gamma": 15.44},
+}
+
+
+@pytest.fixture
+async def deployment(tmp_path: Path) -> AsyncIterator[Deployment]:
+    require_servers()
+    dep = Deployment(
+        tmp_path,
+        extra_env={"LTV_CLOCK": "event", "LTV_FIT_INTERVAL": "86400", "LTV_API_TOKEN": TOKEN},
+    )
+    try:
+        yield dep
+    finally:
+        await dep.cleanup()
+
+
+def cdnow_sample() -> Path:
+    """The data file inside the lifetimes package (its modules are never imported)."""
+    spec = importlib.util.find_spec("lifetimes")
+    assert spec is not None and spec.submodule_search_locations, "lifetimes is a test dependency"
+    return Path(next(iter(spec.submodule_search_locations))) / "datasets" / "CDNOW_sample.txt"
+
+
+def write_calibration_csv(path: Path) -> int:
+    """The calibration rows as backfill CSV (one order per row); returns the row count."""
+    rows = 0
+    with path.open("w") as out:
+        out.write("customer_id,order_id,date,amount\n")
+        for n, line in enumerate(cdnow_sample().read_text().splitlines()):
+            _, customer, date, _, amount = line.split()
+            if date > CALIBRATION_END:
+                continue
+            out.write(f"{int(customer)},cd-{n},{date[:4]}-{date[4:6]}-{date[6:]},{amount}\n")
+            rows += 1
+        out.write("9999,cd-bad,1997-13-01,1.00\n")  # a bad line: reported, not sent
+    return rows
+
+
+def ltv(dep: Deployment, worker: WorkerProcess, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "streams.cli", *args],
+        env=dep.env(worker.web_port),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def metric(worker: WorkerProcess, name: str, labels: str = "") -> float:
+    status, body = worker.get("/metrics")
+    assert status == 200
+    pattern = re.escape(name + (f"{{{labels}}}" if labels else "")) + r" ([0-9.e+]+)"
+    found = re.search(pattern, body.decode())
+    return float(found.group(1)) if found else 0.0
+
+
+def model(worker: WorkerProcess) -> dict[str, object]:
+    status, body = worker.get("/model", AUTH)
+    assert status == 200, body
+    doc: dict[str, object] = orjson.loads(body)
+    return doc
+
+
+async def test_cdnow_backfill_fit_reproduces_published_parameters(
+    deployment: Deployment, tmp_path: Path
+) -> None:
+    worker = deployment.start_worker()
+    assert worker.get("/model")[0] == 401
+    assert worker.get("/model", {"Authorization": "Bearer wrong"})[0] == 401
+    before = model(worker)
+    assert before["version"] is None and before["models"] == {}
+
+    csv_path = tmp_path / "cdnow.csv"
+    rows = write_calibration_csv(csv_path)
+    assert rows == 4960
+    done = ltv(deployment, worker, "backfill", str(csv_path))
+    assert done.returncode == 1, done.stderr  # 1: some lines were refused
+    assert f"cdnow.csv:{rows + 2}: schema" in done.stderr
+    assert f"{rows} events sent" in done.stdout and "1 bad lines not sent" in done.stdout
+
+    applied = 'event_type="purchase",outcome="applied"'
+
+    def stored() -> bool:
+        ready = orjson.loads(worker.get("/readyz")[1])
+        return (
+            metric(worker, "ltv_events_processed_total", applied) == rows
+            and ready["checks"]["store_dirty_keys"] == 0
+        )
+
+    wait_until(stored, 90, lambda: f"backfill not applied and stored:\n{worker.tail()}")
+
+    fitted = ltv(deployment, worker, "fit", "--as-of", "1997-09-30")
+    assert fitted.returncode == 0, fitted.stderr
+    print(fitted.stdout)  # the fitted parameters, for the record (pytest -s)
+    version = re.search(r"version (\S+),", fitted.stdout)
+    assert version is not None, fitted.stdout
+    wait_until(
+        lambda: model(worker)["version"] == version.group(1),
+        15,
+        lambda: f"worker did not pick up {version.group(1)}: {model(worker)}",
+    )
+    body = model(worker)
+    assert body["n_customers"] == 2357 and body["time_unit"] == "day"
+    assert body["as_of"] == "1997-09-30T00:00:00Z"
+    models = body["models"]
+    assert isinstance(models, dict)
+    for name, published in PUBLISHED.items():
+        for param, value in published.items():
+            got = models[name][param] / (7.0 if param == "alpha" else 1.0)
+            places = 3 if name != "gammagamma" else 2
+            assert got == pytest.approx(value, abs=0.5 * 10**-places), (name, param, got)
+    assert models["bgnbd"]["log_likelihood"] is not None and models["gammagamma"]["n"] == 946
+    assert (
+        metric(worker, "ltv_model_info", f'model="mbgnbd+gammagamma",version="{version.group(1)}"')
+        == 1
+    )
+
+    # A new purchase of a CDNOW customer is valued with the fitted model.
+    purchase = {
+        "event_id": "after-fit",
+        "order_id": "after-fit",
+        "customer_id": "4",
+        "occurred_at": "1997-10-05T00:00:00Z",
+        "amount": "20.00",
+        "currency": "USD",
+    }
+    await produce([event(deployment.purchases, purchase)])
+    updates = await consume(deployment.updates, rows + 1, timeout=60)
+    (update,) = [u for u in updates if u["cause"]["event_id"] == "after-fit"]
+    assert update["model"] == {"name": "mbgnbd+gammagamma", "version": version.group(1)}
+    assert update["p_alive"] is not None and 0 < update["p_alive"] <= 1
+    assert update["predicted_ltv"] is not None and float(update["predicted_ltv"]) > 0
