@@ -11,6 +11,14 @@ cache, or ``abort()``s and puts them back under any newer sealed writes.
 Reads look in ``open``, ``sealed``, ``inflight`` (newest first), then the
 clean cache, and only then in Redis. A value of ``None`` is a delete in the
 buffer and a "known absent" entry in the cache.
+
+Secondary index. Next to each generation of values the buffer keeps the
+same generation of *index* writes (``key -> score``, ``None`` removes the
+key from the index): the partition's sorted set in Redis (the schedule of
+time-driven work, see ``RedisStore.schedule``). Index writes move through
+seal/take/settle/abort together with the values, and a flush writes both
+in one script, so after any crash Redis holds a value and its index entry
+from the same generation.
 """
 
 from __future__ import annotations
@@ -36,12 +44,14 @@ class Snapshot:
     items: Mapping[bytes, bytes | None]
     #: Last changelog offset known to be covered by ``items`` (None: unknown).
     offset: int | None
+    #: Index writes of the same generation: key -> score, None removes.
+    index: Mapping[bytes, float | None] = field(default_factory=dict)
 
     def covering(self, offset: int | None) -> Snapshot:
         """Return this snapshot, known to cover up to ``offset`` too."""
         if offset is None or (self.offset is not None and offset <= self.offset):
             return self
-        return Snapshot(self.items, offset)
+        return Snapshot(self.items, offset, self.index)
 
 
 @dataclass
@@ -51,16 +61,32 @@ class PartitionBuffer:
     open: dict[bytes, bytes | None] = field(default_factory=dict)
     sealed: dict[bytes, bytes | None] = field(default_factory=dict)
     inflight: dict[bytes, bytes | None] = field(default_factory=dict)
+    open_index: dict[bytes, float | None] = field(default_factory=dict)
+    sealed_index: dict[bytes, float | None] = field(default_factory=dict)
+    inflight_index: dict[bytes, float | None] = field(default_factory=dict)
     sealed_offset: int | None = None
     #: Offset stored in Redis by the last successful flush.
     flushed_offset: int | None = None
 
     def __len__(self) -> int:
-        return len(self.open) + len(self.sealed) + len(self.inflight)
+        """Buffered writes, values and index entries (each is Redis work to do)."""
+        values = len(self.open) + len(self.sealed) + len(self.inflight)
+        return values + len(self.open_index) + len(self.sealed_index) + len(self.inflight_index)
 
     def write(self, key: bytes, value: bytes | None) -> None:
         """Buffer a live write (``None`` deletes)."""
         self.open[key] = value
+
+    def index(self, key: bytes, score: float | None) -> None:
+        """Buffer a live index write (``None`` removes ``key`` from the index)."""
+        self.open_index[key] = score
+
+    def indexed(self, key: bytes) -> tuple[bool, float | None]:
+        """Return the newest buffered index score of ``key`` (``found`` first)."""
+        for layer in (self.open_index, self.sealed_index, self.inflight_index):
+            if key in layer:
+                return True, layer[key]
+        return False, None
 
     def recover(self, key: bytes, value: bytes | None, offset: int) -> None:
         """Buffer a changelog record: durable already, so sealed at once."""
@@ -80,9 +106,10 @@ class PartitionBuffer:
 
     def seal(self, acked_offset: int | None) -> None:
         """Make every open write flushable, covered up to ``acked_offset``."""
-        if self.open:
-            self.sealed.update(self.open)
-            self.open.clear()
+        self.sealed.update(self.open)
+        self.open.clear()
+        self.sealed_index.update(self.open_index)
+        self.open_index.clear()
         if acked_offset is not None and (
             self.sealed_offset is None or acked_offset > self.sealed_offset
         ):
@@ -90,7 +117,7 @@ class PartitionBuffer:
 
     def pending(self) -> bool:
         """Return True when a flush has something to write."""
-        if self.sealed:
+        if self.sealed or self.sealed_index:
             return True
         if self.sealed_offset is None:
             return False
@@ -98,13 +125,14 @@ class PartitionBuffer:
 
     def take(self) -> Snapshot:
         """Hand the sealed writes to a flush (they become in-flight)."""
-        assert not self.inflight, "one flush at a time"
+        assert not self.inflight and not self.inflight_index, "one flush at a time"
         self.inflight, self.sealed = self.sealed, {}
-        return Snapshot(self.inflight, self.sealed_offset)
+        self.inflight_index, self.sealed_index = self.sealed_index, {}
+        return Snapshot(self.inflight, self.sealed_offset, self.inflight_index)
 
     def settle(self, snapshot: Snapshot) -> None:
         """Finish the successful flush of ``snapshot``."""
-        self.inflight = {}
+        self.inflight, self.inflight_index = {}, {}
         if snapshot.offset is not None:
             self.flushed_offset = snapshot.offset
             if self.sealed_offset is None or snapshot.offset > self.sealed_offset:
@@ -114,6 +142,8 @@ class PartitionBuffer:
         """Undo ``take()`` after a failed flush, keeping newer sealed writes."""
         self.inflight.update(self.sealed)
         self.sealed, self.inflight = self.inflight, {}
+        self.inflight_index.update(self.sealed_index)
+        self.sealed_index, self.inflight_index = self.inflight_index, {}
 
     def overlay(self) -> dict[bytes, bytes | None]:
         """Return the newest buffered value of every buffered key."""

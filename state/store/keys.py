@@ -1,12 +1,13 @@
 """Redis key layout of the table store.
 
 Every key of one table partition carries the same hash tag
-``{ltv:<app_id>:<table>:<partition>}``, so on Redis Cluster the data hash and
-its metadata hash live in one slot and a single Lua script may touch both
-(that is what makes a flush atomic and fenceable). The app id and table name
-are percent-encoded, which makes the layout unambiguous (``a:b`` + ``c`` never
-collides with ``a`` + ``b:c``) and leaves no glob metacharacters, so the
-``reset_state`` scan pattern below matches this app's and table's keys only.
+``{ltv:<app_id>:<table>:<partition>}``, so on Redis Cluster the data hash,
+its metadata hash and its schedule (sorted set) live in one slot and a single
+Lua script may touch all three (that is what makes a flush atomic and
+fenceable). The app id and table name are percent-encoded, which makes the
+layout unambiguous (``a:b`` + ``c`` never collides with ``a`` + ``b:c``) and
+leaves no glob metacharacters, so the ``reset_state`` scan pattern below
+matches this app's and table's keys only.
 """
 
 from __future__ import annotations
@@ -48,6 +49,16 @@ class KeyLayout:
     def meta_key(self, partition: int) -> bytes:
         """Return the hash of ``epoch`` and ``offset`` of ``partition``."""
         return f"{self.tag(partition)}:meta".encode()
+
+    def schedule_key(self, partition: int) -> bytes:
+        """Return the sorted set of table key -> score of ``partition`` (the
+        store's secondary index; the app keeps the unix time of each key's
+        next time-driven check there)."""
+        return f"{self.tag(partition)}:schedule".encode()
+
+    def keys(self, partition: int) -> list[bytes]:
+        """Return KEYS of every store script: data, meta, schedule."""
+        return [self.data_key(partition), self.meta_key(partition), self.schedule_key(partition)]
 
     def scan_pattern(self) -> str:
         """Return a SCAN MATCH pattern for every key of this app's table."""

@@ -56,6 +56,16 @@ offset). Every write script checks the epoch, so once a new owner has
 claimed, a zombie's flush is refused: it is dropped and logged, and the
 store forgets the partition (its data is in the changelog anyway).
 
+Schedule (secondary index). ``schedule(key, when)`` puts the table key into
+the partition's sorted set with score ``when`` (``None`` removes it). The
+entry is buffered in the same generation as the key's value and written by
+the same WRITE script, so Redis never holds a value without the schedule
+entry computed with it, or the reverse, whatever the crash. ``due()`` hands
+out the keys whose score has passed (and pushes them back by a retry delay
+in the same script); its cost is O(log n + due), not O(n). The schedule is
+not in the changelog: a partition rebuilt from the changelog has no
+schedule until its customers are written again (see streams.inactivity).
+
 Standby replicas are not needed with a shared Redis (set
 ``table_standby_replicas=0``); if Faust assigns some anyway, their offsets
 are read from Redis so Faust skips the changelog, and their records are
@@ -87,7 +97,7 @@ from state.store.buffer import CleanCache, PartitionBuffer, Snapshot
 from state.store.config import StoreConfig
 from state.store.keys import OFFSET_FIELD, KeyLayout
 from state.store.metrics import StoreMetrics, default_metrics
-from state.store.scripts import CLAIM, WIPE, WRITE, Script
+from state.store.scripts import CLAIM, DUE, WIPE, WRITE, Script
 
 __all__ = ["PartitionFenced", "RedisStore"]
 
@@ -125,8 +135,9 @@ class RedisStore(SerializedStore):  # type: ignore[type-arg]
     """Faust store for ``redis://``, ``rediss://`` and ``redis+cluster://``.
 
     Extra API for the app: ``prefetch``, ``seal``, ``flush``, ``healthy``,
-    ``ready``. Table options (``Table(options=...)``): ``metrics`` -- a
-    :class:`StoreMetrics` (default: on the default registry).
+    ``ready``, ``schedule``, ``due``, ``active_partitions``. Table options
+    (``Table(options=...)``): ``metrics`` -- a :class:`StoreMetrics`
+    (default: on the default registry).
     """
 
     def __init__(self, url: str | URL, app: AppT, table: CollectionT, **kwargs: Any) -> None:
@@ -204,6 +215,48 @@ class RedisStore(SerializedStore):  # type: ignore[type-arg]
             if key not in buffer:
                 self._cache.put((partition, key), _as_bytes(value))
 
+    def schedule(self, key: bytes, when: float | None) -> None:
+        """Set ``key``'s score in its partition's schedule (``None`` removes it).
+
+        Call where a table write is allowed (inside stream iteration): the
+        entry joins the partition of the current event and is flushed with
+        that partition's values, atomically.
+        """
+        buffer = self._owned_buffer(self._write_partition())
+        if buffer is not None:
+            buffer.index(key, when)
+            self._after_write()
+
+    def active_partitions(self) -> list[int]:
+        """Partitions this worker owns (claimed, active) right now."""
+        return sorted(self._buffers)
+
+    async def due(self, partition: int, until: float, limit: int, retry_at: float) -> list[bytes]:
+        """Keys of ``partition`` whose schedule score is <= ``until`` (at most ``limit``).
+
+        Each returned key's score moves to ``retry_at`` in the same script,
+        so a later call does not return it again before then. Keys whose
+        newest buffered score is not due (written since the last flush) are
+        left out. Empty when the partition is not owned or was fenced.
+        """
+        buffer = self._buffers.get(partition)
+        epoch = self._epochs.get(partition)
+        if buffer is None or epoch is None:
+            return []
+        args = [str(epoch), repr(until), str(limit), repr(retry_at)]
+        keys = await self._retry("due", self._evaluator(DUE, partition, args))
+        if keys is None:
+            logger.warning(
+                "%s: partition %d fenced while reading its schedule", self.table_name, partition
+            )
+            return []
+        out = []
+        for key in keys:
+            found, score = buffer.indexed(key)
+            if not found or (score is not None and score <= until):
+                out.append(key)
+        return out
+
     async def flush(self, partitions: Iterable[int] | None = None) -> None:
         """Write sealed writes of ``partitions`` (default all) to Redis."""
         await self._flush(partitions, deadline=None)
@@ -246,7 +299,12 @@ class RedisStore(SerializedStore):  # type: ignore[type-arg]
         return self._read_through(partitions, key)
 
     def _set(self, key: bytes, value: bytes | None) -> None:
-        partition = self._write_partition()
+        buffer = self._owned_buffer(self._write_partition())
+        if buffer is not None:
+            buffer.write(key, value)
+            self._after_write()
+
+    def _owned_buffer(self, partition: int) -> PartitionBuffer | None:
         buffer = self._buffers.get(partition)
         if buffer is None:
             logger.warning(
@@ -255,9 +313,7 @@ class RedisStore(SerializedStore):  # type: ignore[type-arg]
                 self.table_name,
                 partition,
             )
-            return
-        buffer.write(key, value)
-        self._after_write()
+        return buffer
 
     def _del(self, key: bytes) -> None:
         self._set(key, None)
@@ -577,24 +633,35 @@ class RedisStore(SerializedStore):  # type: ignore[type-arg]
                 self._cache.put((partition, key), value)
 
     def _write_chunks(self, epoch: int, snapshot: Snapshot) -> Iterator[list[Any]]:
-        """Yield WRITE argument lists; only the last one stores the offset."""
-        items = list(snapshot.items.items())
+        """Yield WRITE argument lists; only the last one stores the offset.
+
+        Chunks split by table key, and a key's value and schedule entry go
+        in the same chunk, so even a crash between chunks leaves them in
+        agreement.
+        """
+        items, index = snapshot.items, snapshot.index
+        keys = list(dict.fromkeys([*items, *index]))
         size = self.config.chunk_keys
-        starts = range(0, max(len(items), 1), size)
+        starts = range(0, max(len(keys), 1), size)
         for start in starts:
-            chunk = items[start : start + size]
+            chunk = keys[start : start + size]
             is_last = start == starts[-1]
             offset = "" if snapshot.offset is None or not is_last else str(snapshot.offset)
-            pairs = [part for key, value in chunk if value is not None for part in (key, value)]
-            deletes = [key for key, value in chunk if value is None]
-            yield [str(epoch), offset, str(len(pairs) // 2), *pairs, *deletes]
+            values = [(key, items[key]) for key in chunk if key in items]
+            scores = [(key, index[key]) for key in chunk if key in index]
+            pairs = [part for key, value in values if value is not None for part in (key, value)]
+            deletes = [key for key, value in values if value is None]
+            adds = [part for key, s in scores if s is not None for part in (repr(s), key)]
+            removes = [key for key, s in scores if s is None]
+            counts = [str(len(pairs) // 2), str(len(deletes)), str(len(adds) // 2)]
+            yield [str(epoch), offset, *counts, *pairs, *deletes, *adds, *removes]
 
     # -- internals: Redis calls --------------------------------------------------
 
     def _evaluator(
         self, script: Script, partition: int, args: list[Any]
     ) -> Callable[[], Awaitable[Any]]:
-        keys = [self.layout.data_key(partition), self.layout.meta_key(partition)]
+        keys = self.layout.keys(partition)
 
         async def call() -> Any:
             try:
@@ -613,7 +680,7 @@ class RedisStore(SerializedStore):  # type: ignore[type-arg]
         return call
 
     def _run_sync(self, script: Script, partition: int, args: list[Any]) -> Any:
-        keys = [self.layout.data_key(partition), self.layout.meta_key(partition)]
+        keys = self.layout.keys(partition)
         try:
             return self._sync.eval(script.source, len(keys), *keys, *args)
         except RETRYABLE:
