@@ -18,7 +18,8 @@ from state.codec import encode_state
 from state.customer import CustomerState, StateConfig, apply_cancellation, apply_purchase, new_state
 from state.events import Cancellation, Purchase
 from state.fx import load_fx_table
-from state.model_store import FittedModel, ModelRecord, model_key
+from state.model_store import FittedModel, ModelRecord, load_model, lock_key, model_key
+from state.store.keys import KeyLayout
 from streams.auth import authorized
 from streams.fit import (
     FitError,
@@ -28,10 +29,12 @@ from streams.fit import (
     fit_population,
     monthly_churn,
     parse_as_of,
+    run_fit,
     subscription_exposure,
 )
 from streams.metrics import METRICS
 from streams.processing import Processor
+from streams.settings import Settings
 
 FX = load_fx_table(base="USD")
 CFG = StateConfig(fx=FX, default_margin=Decimal("0.5"))
@@ -294,3 +297,64 @@ def test_bearer_token_check() -> None:
     assert not authorized(FakeRequest({"Authorization": "Bearer wrong"}), "s3cret")
     assert not authorized(FakeRequest({"Authorization": "Basic s3cret"}), "s3cret")
     assert not authorized(FakeRequest({"Authorization": "s3cret"}), "s3cret")
+
+
+class FakeRedis:
+    """The few asyncio Redis calls of the fit job, on a dict."""
+
+    def __init__(self) -> None:
+        self.data: dict[str, Any] = {}
+
+    async def get(self, key: str) -> Any:
+        return self.data.get(key)
+
+    async def set(self, key: str, value: Any, nx: bool = False, px: int | None = None) -> bool:
+        if nx and key in self.data:
+            return False
+        self.data[key] = value
+        return True
+
+    async def eval(self, script: str, numkeys: int, key: str, token: str) -> int:
+        if self.data.get(key) == token:
+            del self.data[key]
+            return 1
+        return 0
+
+    async def hscan(self, key: bytes, cursor: int, count: int) -> tuple[int, dict[bytes, bytes]]:
+        items = sorted(self.data.get(key.decode(), {}).items())
+        page = dict(items[cursor : cursor + count])
+        following = cursor + count
+        return (following if following < len(items) else 0), page
+
+
+async def test_run_fit_stores_and_a_failed_fit_keeps_the_last_parameters() -> None:
+    settings = Settings(app_id="unit-fit", partitions=2)
+    client = FakeRedis()
+    layout = KeyLayout("unit-fit", "customers")
+    states = [
+        history(f"c{i}", (0, "10"), (10 + i % 7, "12"), (30 + i % 11, "8")) for i in range(40)
+    ] + [history(f"o{i}", (i % 20, "5")) for i in range(40)]
+    for n, state in enumerate(states):
+        partition = client.data.setdefault(layout.data_key(n % 2).decode(), {})
+        partition[state.customer_id.encode()] = encode_state(state)
+    as_of = T0 + timedelta(days=60)
+
+    good = await run_fit(client, settings, as_of)
+    assert good.error is None and good.record is not None and good.record.n_customers == 80
+    assert await load_model(client, "unit-fit") == good.record
+    assert lock_key("unit-fit") not in client.data  # released
+
+    before = METRICS.model_fit_failures._value.get()
+    for key in [k for k in client.data if k.endswith(":data")]:
+        client.data[key] = {
+            k: v for k, v in client.data[key].items() if k.startswith(b"o")
+        }  # only one-time buyers: no spend model can be fitted
+    bad = await run_fit(client, settings, as_of)
+    assert bad.error is not None and "repeat buyer" in bad.error
+    stored = await load_model(client, "unit-fit")
+    assert stored is not None and stored.version == good.record.version
+    assert stored.models == good.record.models and stored.last_error == bad.error
+    assert METRICS.model_fit_failures._value.get() == before + 1
+
+    client.data[lock_key("unit-fit")] = "someone else"
+    assert (await run_fit(client, settings, as_of)).busy

@@ -1,0 +1,180 @@
+"""Wall time and peak memory of the model-fit job (streams.fit) over states in Redis.
+
+Writes encoded customer states straight into the ``customers`` hashes of a
+throw-away app id, runs the job exactly as ``ltv fit`` does (HSCAN, decode,
+fit, store) and prints its time and the job process's peak RSS; the keys are
+deleted afterwards. The states are written by a child process, so the peak
+RSS is the job's own.
+
+* ``cdnow``: the 2 357 CDNOW customers (calibration transactions, as of
+  1997-09-30).
+* ``synthetic``: N customers drawn from MBG/NBD with the CDNOW parameters in
+  days (ages uniform over two years) and Gamma-Gamma spend, stored the way a
+  compacted state keeps old purchase days (aggregates, not a ledger).
+
+    .venv/bin/python bench/fit_job.py cdnow
+    .venv/bin/python bench/fit_job.py synthetic --customers 1000000
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import multiprocessing
+import resource
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import numpy as np
+import redis
+from _cdnow import CALIBRATION_END_DAY, load
+
+from ltv import gammagamma, mbgnbd
+from state.codec import encode_state
+from state.customer import CustomerState, DayAgg, StateConfig, apply_purchase, new_state
+from state.events import Purchase
+from state.fx import load_fx_table
+from state.model_store import model_key
+from state.store.keys import KeyLayout
+from streams.fit import TABLE, redis_for, run_fit
+from streams.settings import Settings
+
+ORIGIN = datetime(1997, 1, 1, tzinfo=UTC)
+CDNOW_AS_OF = ORIGIN + timedelta(days=CALIBRATION_END_DAY)
+SYNTHETIC_AS_OF = datetime(2026, 1, 1, tzinfo=UTC)
+TRUTH = mbgnbd.MBGNBDParams(r=0.525, alpha=6.183, a=0.891, b=1.614).rescale_time(7.0)
+SPEND = gammagamma.GammaGammaParams(p=6.25, q=3.74, gamma=15.44)
+CENT = Decimal("0.01")
+BATCH = 10_000
+
+
+def cdnow_states() -> Iterator[CustomerState]:
+    """CDNOW calibration rows applied as purchases at midnight UTC of their day."""
+    ids, days, values = load()
+    cfg = StateConfig(fx=load_fx_table(base="USD"))
+    states: dict[int, CustomerState] = {}
+    for row, (customer, day, amount) in enumerate(
+        zip(ids.tolist(), days.tolist(), values.tolist(), strict=True)
+    ):
+        if day > CALIBRATION_END_DAY:
+            continue
+        event = Purchase.model_validate(
+            {
+                "event_id": f"r{row}",
+                "order_id": f"r{row}",
+                "customer_id": str(customer),
+                "occurred_at": (ORIGIN + timedelta(days=day)).isoformat(),
+                "amount": f"{amount:.2f}",
+                "currency": "USD",
+            }
+        )
+        state = states.get(customer) or new_state(str(customer))
+        states[customer] = apply_purchase(state, event, cfg).state
+    yield from states.values()
+
+
+def _money(value: float) -> Decimal:
+    return Decimal(f"{value:.2f}")
+
+
+def synthetic_states(n: int, seed: int = 20050101) -> Iterator[CustomerState]:
+    """Compacted states: first and intermediate purchase days as aggregates, last day kept."""
+    rng = np.random.default_rng(seed)
+    T = rng.integers(1, 731, n)
+    x, t_x = mbgnbd.simulate(TRUTH, T.astype(np.float64), rng)
+    nu = rng.gamma(SPEND.q, 1.0 / SPEND.gamma, n)
+    first_spend = rng.gamma(SPEND.p, 1.0 / nu)
+    # The sum of x Gamma(p, nu) day values is Gamma(p x, nu).
+    repeat_spend = rng.gamma(SPEND.p * np.maximum(x, 1.0), 1.0 / nu)
+    for i in range(n):
+        xi, Ti = int(x[i]), int(T[i])
+        first = SYNTHETIC_AS_OF - timedelta(days=Ti)
+        first_value = _money(first_spend[i])
+        s = CustomerState(customer_id=f"s{i}", version=xi + 1, orders=xi + 1, first_order_at=first)
+        if xi == 0:
+            s.days = {first.toordinal(): DayAgg(1, first_value, first_value)}
+            s.last_order_at, total = first, first_value
+        else:
+            last = first + timedelta(days=min(max(round(float(t_x[i])), 1), Ti))
+            repeat = _money(repeat_spend[i])
+            last_value = _money(repeat_spend[i] / xi)
+            s.days = {last.toordinal(): DayAgg(1, last_value, last_value)}
+            s.past_days, s.past_first_at, s.past_last_at = xi, first, first
+            s.past_first_day_net = s.past_first_day_margin = first_value
+            s.last_order_at, total = last, first_value + repeat
+        s.gross = s.net = s.margin = total
+        s.watermark = s.last_order_at
+        yield s
+
+
+def write_states(app_id: str, partitions: int, source: str, n: int) -> None:
+    """Child process: encode and HSET the states, spread over the partitions."""
+    client = redis.Redis()
+    layout = KeyLayout(app_id, TABLE)
+    states = cdnow_states() if source == "cdnow" else synthetic_states(n)
+    pipe = client.pipeline(transaction=False)
+    for i, state in enumerate(states, start=1):
+        pipe.hset(
+            layout.data_key(hash(state.customer_id) % partitions),
+            state.customer_id,
+            encode_state(state),
+        )
+        if i % BATCH == 0:
+            pipe.execute()
+    pipe.execute()
+
+
+def cleanup(app_id: str, partitions: int) -> None:
+    client = redis.Redis()
+    layout = KeyLayout(app_id, TABLE)
+    client.delete(model_key(app_id), *(layout.data_key(p) for p in range(partitions)))
+
+
+async def run_job(settings: Settings, as_of: datetime) -> None:
+    client = redis_for(settings)
+    try:
+        started = time.perf_counter()
+        outcome = await run_fit(client, settings, as_of)
+        elapsed = time.perf_counter() - started
+    finally:
+        await client.aclose()
+    record = outcome.record
+    assert record is not None and outcome.error is None, outcome.error
+    print(
+        f"job: {record.n_customers} customers fitted in {elapsed:.2f} s (version {record.version})"
+    )
+    for name, fitted in record.models.items():
+        params = ", ".join(f"{k}={v:.4g}" for k, v in fitted.params.items())
+        print(f"  {name}: {params} (converged {fitted.converged}, n={fitted.n:.0f})")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("source", choices=["cdnow", "synthetic"])
+    parser.add_argument("--customers", type=int, default=1_000_000)
+    parser.add_argument("--partitions", type=int, default=8)
+    args = parser.parse_args()
+    app_id = f"bench-fit-{uuid.uuid4().hex[:8]}"
+    settings = Settings(app_id=app_id, partitions=args.partitions)
+    try:
+        started = time.perf_counter()
+        writer = multiprocessing.Process(
+            target=write_states, args=(app_id, args.partitions, args.source, args.customers)
+        )
+        writer.start()
+        writer.join()
+        assert writer.exitcode == 0, f"writer failed with {writer.exitcode}"
+        print(f"wrote states in {time.perf_counter() - started:.1f} s (app id {app_id})")
+        as_of = CDNOW_AS_OF if args.source == "cdnow" else SYNTHETIC_AS_OF
+        asyncio.run(run_job(settings, as_of))
+        peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        print(f"peak RSS of the job process: {peak_mib:.0f} MiB")
+    finally:
+        cleanup(app_id, args.partitions)
+
+
+if __name__ == "__main__":
+    main()
