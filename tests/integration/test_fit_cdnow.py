@@ -12,7 +12,7 @@ import importlib.util
 import re
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import orjson
@@ -42,16 +42,25 @@ PUBLISHED = {
 
 
 @pytest.fixture
-async def deployment(tmp_path: Path) -> AsyncIterator[Deployment]:
+async def deploy(tmp_path: Path) -> AsyncIterator[Callable[[float], Deployment]]:
+    """Deployments replaying in event time with a given LTV_FIT_INTERVAL, removed afterwards."""
     require_servers()
-    dep = Deployment(
-        tmp_path,
-        extra_env={"LTV_CLOCK": "event", "LTV_FIT_INTERVAL": "86400", "LTV_API_TOKEN": TOKEN},
-    )
+    made: list[Deployment] = []
+
+    def make(fit_interval: float) -> Deployment:
+        env = {
+            "LTV_CLOCK": "event",
+            "LTV_FIT_INTERVAL": str(fit_interval),
+            "LTV_API_TOKEN": TOKEN,
+        }
+        made.append(Deployment(tmp_path, extra_env=env))
+        return made[-1]
+
     try:
-        yield dep
+        yield make
     finally:
-        await dep.cleanup()
+        for dep in made:
+            await dep.cleanup()
 
 
 def cdnow_sample() -> Path:
@@ -102,19 +111,12 @@ def model(worker: WorkerProcess) -> dict[str, object]:
     return doc
 
 
-async def test_cdnow_backfill_fit_reproduces_published_parameters(
-    deployment: Deployment, tmp_path: Path
-) -> None:
-    worker = deployment.start_worker()
-    assert worker.get("/model")[0] == 401
-    assert worker.get("/model", {"Authorization": "Bearer wrong"})[0] == 401
-    before = model(worker)
-    assert before["version"] is None and before["models"] == {}
-
+def backfill_cdnow(dep: Deployment, worker: WorkerProcess, tmp_path: Path) -> int:
+    """``ltv backfill`` the calibration CSV; return once the worker stored every order."""
     csv_path = tmp_path / "cdnow.csv"
     rows = write_calibration_csv(csv_path)
     assert rows == 4960
-    done = ltv(deployment, worker, "backfill", str(csv_path))
+    done = ltv(dep, worker, "backfill", str(csv_path))
     assert done.returncode == 1, done.stderr  # 1: some lines were refused
     assert f"cdnow.csv:{rows + 2}: schema" in done.stderr
     assert f"{rows} events sent" in done.stdout and "1 bad lines not sent" in done.stdout
@@ -129,6 +131,20 @@ async def test_cdnow_backfill_fit_reproduces_published_parameters(
         )
 
     wait_until(stored, 90, lambda: f"backfill not applied and stored:\n{worker.tail()}")
+    return rows
+
+
+async def test_cdnow_backfill_fit_reproduces_published_parameters(
+    deploy: Callable[[float], Deployment], tmp_path: Path
+) -> None:
+    deployment = deploy(86400)  # no periodic fit gets in the way
+    worker = deployment.start_worker()
+    assert worker.get("/model")[0] == 401
+    assert worker.get("/model", {"Authorization": "Bearer wrong"})[0] == 401
+    before = model(worker)
+    assert before["version"] is None and before["models"] == {}
+
+    rows = backfill_cdnow(deployment, worker, tmp_path)
 
     fitted = ltv(deployment, worker, "fit", "--as-of", "1997-09-30")
     assert fitted.returncode == 0, fitted.stderr
@@ -171,3 +187,27 @@ async def test_cdnow_backfill_fit_reproduces_published_parameters(
     assert update["model"] == {"name": "mbgnbd+gammagamma", "version": version.group(1)}
     assert update["p_alive"] is not None and 0 < update["p_alive"] <= 1
     assert update["predicted_ltv"] is not None and float(update["predicted_ltv"]) > 0
+
+
+async def test_worker_fits_periodically_and_switches_model(
+    deploy: Callable[[float], Deployment], tmp_path: Path
+) -> None:
+    """Without ``ltv fit``: the worker's timer fits (in a thread, under the lock) and reloads."""
+    deployment = deploy(2)
+    worker = deployment.start_worker()
+    rows = backfill_cdnow(deployment, worker, tmp_path)
+
+    def fitted_on_everyone() -> bool:
+        body = model(worker)
+        return body["version"] is not None and body["n_customers"] == 2357
+
+    wait_until(fitted_on_everyone, 60, lambda: f"no periodic fit: {model(worker)}\n{worker.tail()}")
+    body = model(worker)
+    assert body["as_of"] == "1997-09-30T00:00:00Z"  # the event-time watermark
+    models = body["models"]
+    assert isinstance(models, dict)
+    assert models["mbgnbd"]["r"] == pytest.approx(0.525, abs=5e-4)
+    assert (
+        metric(worker, "ltv_events_processed_total", 'event_type="purchase",outcome="applied"')
+        == rows
+    )
