@@ -19,6 +19,8 @@ def topic_names(settings: Settings) -> list[str]:
         settings.topic_updates,
         settings.topic_churn,
         settings.topic_dead_letter,
+        # Co-partitioned with the inputs like them, so created with them.
+        settings.topic_inactivity,
     ]
 
 

@@ -17,6 +17,7 @@ from ltv.risk import RiskThresholds
 from ltv.valuation import ValuationConfig
 from state.customer import StateConfig
 from state.fx import load_fx_table
+from streams import inactivity
 from streams.app import app, customer_store, customers, settings, topics
 from streams.metrics import METRICS, NO_LEVEL
 from streams.processing import EventType, Processor, Record, Result, utc_now
@@ -72,6 +73,10 @@ async def _consume(kind: EventType, stream: StreamT) -> None:  # type: ignore[ty
         result = processor.handle(kind, record, stored, utc_now())
         if result.state is not None:
             customers[message.key] = result.state
+        if result.next_check is not None and message.key:
+            # Buffered with the state above: flushed to Redis in one script.
+            at = result.next_check.at
+            store.schedule(message.key, None if at is None else at.timestamp())
         for output in result.outputs:
             await _outputs[output.kind].send(key=output.key, value=output.value)
         # The outputs are with the producer: the state write may now be flushed.
@@ -106,3 +111,14 @@ async def purchases(stream: StreamT) -> None:  # type: ignore[type-arg]
 async def cancellations(stream: StreamT) -> None:  # type: ignore[type-arg]
     """Every record of the cancellations topic."""
     await _consume("cancellation", stream)
+
+
+@app.agent(topics.inactivity)
+async def inactive_customers(stream: StreamT) -> None:  # type: ignore[type-arg]
+    """Due customers sent by the inactivity timer (streams.inactivity)."""
+    await _consume("inactivity", stream)
+
+
+inactivity_timer = inactivity.install(
+    app, customer_store, topics.inactivity, processor, METRICS, settings.inactivity_interval
+)

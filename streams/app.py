@@ -61,9 +61,18 @@ class Topics:
     updates: faust.TopicT
     churn: faust.TopicT
     dead_letter: faust.TopicT
+    #: Internal: due customers from the inactivity timer (streams.inactivity).
+    inactivity: faust.TopicT
 
     def all(self) -> tuple[faust.TopicT, ...]:
-        return (self.purchases, self.cancellations, self.updates, self.churn, self.dead_letter)
+        return (
+            self.purchases,
+            self.cancellations,
+            self.updates,
+            self.churn,
+            self.dead_letter,
+            self.inactivity,
+        )
 
 
 def _topic(name: str) -> faust.TopicT:
@@ -84,6 +93,7 @@ topics = Topics(
     updates=_topic(settings.topic_updates),
     churn=_topic(settings.topic_churn),
     dead_letter=_topic(settings.topic_dead_letter),
+    inactivity=_topic(settings.topic_inactivity),
 )
 
 # Per-customer state, keyed by customer_id bytes; values are the compact

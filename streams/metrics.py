@@ -114,6 +114,17 @@ class Metrics:
             "Consumer-group rebalances seen by this worker.",
             registry=registry,
         )
+        self.inactivity_checks = Counter(
+            "ltv_inactivity_checks_total",
+            "Due customers the inactivity timer handed out (one internal record each).",
+            registry=registry,
+        )
+        self.inactivity_tick_seconds = Histogram(
+            "ltv_inactivity_tick_seconds",
+            "Duration of one inactivity timer tick (all active partitions).",
+            buckets=_LATENCY_BUCKETS,
+            registry=registry,
+        )
         self.model_fit_failures = Counter(
             "ltv_model_fit_failures_total",
             "Model fits that failed; the previous parameters stay in force.",

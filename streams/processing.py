@@ -4,17 +4,30 @@
 returns the new state plus every output record to publish. The Faust agent
 only moves bytes between Kafka, the table and this function, so the whole
 event path is unit-testable and the agent stays a thin edge.
+
+Time-driven work (issue 5.3). Every result that writes a state also says
+when the customer next needs a look without any event (``Result.next_check``:
+the next churn-risk change from ``ltv.schedule``, or the expiry of a held
+cancellation, whichever is first); the agent files it in the store's
+schedule in the same atomic write as the state. When that time comes the
+inactivity timer (``streams.inactivity``) sends an internal record, and
+``handle("inactivity", ...)`` revalues the customer as of the clock: a new
+level is published as ``ltv.updates`` (cause inactivity, one version more)
+plus ``ltv.churn-risk`` (cause inactivity); an unchanged level (the customer
+bought meanwhile, or the record is a retry) publishes nothing and only
+reschedules, so repeated ticks are harmless.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Literal
 
 from ltv.formulas import ValueBasis
+from ltv.schedule import risk_outlook
 from ltv.valuation import CustomerFigures, ModelSnapshot, Valuation, ValuationConfig, value
 from state.codec import decode_state, encode_state
 from state.customer import (
@@ -24,6 +37,7 @@ from state.customer import (
     Transition,
     apply_cancellation,
     apply_purchase,
+    expire_pending,
     new_state,
     set_risk,
 )
@@ -42,7 +56,8 @@ from state.events import (
 
 log = logging.getLogger(__name__)
 
-EventType = Literal["purchase", "cancellation"]
+#: "inactivity": the internal record of the inactivity timer (streams.inactivity).
+EventType = Literal["purchase", "cancellation", "inactivity"]
 OutputKind = Literal["update", "churn", "dead_letter"]
 
 
@@ -55,12 +70,20 @@ class Output:
     value: bytes
 
 
+@dataclass(frozen=True, slots=True)
+class NextCheck:
+    """When the customer next needs a time-driven look (None: never, unschedule)."""
+
+    at: datetime | None
+
+
 @dataclass(slots=True)
 class Result:
     """Outcome of one input record.
 
     ``state`` is the new encoded state to store, or None when nothing changed.
     ``outcome`` is the metric label: applied, held, duplicate, dead_letter, ...
+    ``next_check`` is the customer's new schedule entry, or None to leave it.
     """
 
     outcome: str
@@ -70,6 +93,7 @@ class Result:
     occurred_at: datetime | None = None
     total_ltv: Decimal | None = None
     churn: tuple[str | None, str] | None = None
+    next_check: NextCheck | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +153,8 @@ class Processor:
     def _handle(
         self, kind: EventType, record: Record, stored: bytes | None, now: datetime
     ) -> Result:
+        if kind == "inactivity":
+            return self._inactivity(record, stored, now)
         fx = self.state_cfg.fx
         if kind == "purchase":
             event: object = decode_purchase(record.value, fx=fx, max_bytes=self.max_bytes)
@@ -168,7 +194,11 @@ class Processor:
         if t.outcome in ("duplicate", "late", "unchanged"):
             return Result(outcome=t.outcome)
         if t.outcome != "applied" or not t.applied:
-            return Result(outcome=t.outcome, state=encode_state(state))
+            return Result(
+                outcome=t.outcome,
+                state=encode_state(state),
+                next_check=self._next_check(state, clock),
+            )
         valuation = value(self.figures(state, clock), self.model, self.valuation_cfg, clock)
         level = valuation.churn_risk.value if valuation.churn_risk is not None else None
         previous = state.risk
@@ -177,35 +207,107 @@ class Processor:
             state = set_risk(state, level, time_driven=False)
             churn = (previous, level)
         outputs = [
-            Output(
-                "update",
-                state.customer_id.encode(),
-                self._update(state, Cause(type=a.kind, event_id=a.event_id), v, valuation, clock),
-            )
+            self._update_output(state, Cause(type=a.kind, event_id=a.event_id), v, valuation, clock)
             for a, v in _versions(t.applied, old_version)
         ]
         if churn is not None:
             last = t.applied[-1]
             cause = "subscription_cancelled" if last.ends_subscription else last.kind
-            body = ChurnRiskChange(
-                customer_id=state.customer_id,
-                version=state.version,
-                as_of=clock,
-                previous=churn[0],  # type: ignore[arg-type]
-                current=churn[1],  # type: ignore[arg-type]
-                p_alive=valuation.p_alive,
-                days_since_last_order=valuation.days_since_last_order,
-                expected_next_order_at=valuation.expected_next_order_at,
-                cause=cause,  # type: ignore[arg-type]
-            )
-            outputs.append(Output("churn", state.customer_id.encode(), body.to_json()))
+            outputs.append(self._churn(state, churn, valuation, clock, cause))
         return Result(
             outcome="applied",
             state=encode_state(state),
             outputs=outputs,
             total_ltv=valuation.total_ltv,
             churn=churn,
+            next_check=self._next_check(state, clock),
         )
+
+    def _inactivity(self, record: Record, stored: bytes | None, now: datetime) -> Result:
+        """A due schedule entry: revalue as of the clock, publish a level change.
+
+        Pure in the stored state and the clock, so a duplicate or stale
+        record (at-least-once delivery, or the customer bought after the
+        entry fell due) finds the level unchanged and publishes nothing.
+        Also expires held cancellations of a customer who sends nothing more.
+        Does not move the event-time watermark: it is not an input event.
+        """
+        if record.key is None:
+            raise EventError(ErrorCode.SCHEMA, "inactivity record without a key")
+        if stored is None:  # nothing stored under the key: drop its entry
+            return Result(outcome="unknown", next_check=NextCheck(None))
+        clock = self.clock(now)
+        expiry = expire_pending(decode_state(stored), clock, self.state_cfg)
+        state = expiry.state
+        valuation = value(self.figures(state, clock), self.model, self.valuation_cfg, clock)
+        level = valuation.churn_risk.value if valuation.churn_risk is not None else None
+        outputs = self._expired(expiry, now)
+        churn: tuple[str | None, str] | None = None
+        if level is not None and level != state.risk:
+            churn = (state.risk, level)
+            state = set_risk(state, level, time_driven=True)
+            cause = Cause(type="inactivity")
+            outputs.append(self._update_output(state, cause, state.version, valuation, clock))
+            outputs.append(self._churn(state, churn, valuation, clock, "inactivity"))
+        changed = churn is not None or expiry.outcome == "expired"
+        return Result(
+            outcome="applied" if churn is not None else expiry.outcome,
+            state=encode_state(state) if changed else None,
+            outputs=outputs,
+            dead_letter_codes=[ErrorCode.UNKNOWN_ORDER.value for _ in expiry.expired],
+            total_ltv=valuation.total_ltv if churn is not None else None,
+            churn=churn,
+            next_check=self._next_check(state, clock),
+        )
+
+    def _next_check(self, state: CustomerState, clock: datetime) -> NextCheck:
+        """The earliest instant a time-driven look at ``state`` can change something.
+
+        That is the next churn-risk change (``ltv.schedule``), or now when the
+        stored level is already stale (an event that did not revalue, a new
+        model), or the expiry of the oldest held cancellation (1 microsecond
+        after ``occurred_at + pending_window``: ``expire_pending`` expires
+        strictly older ones), whichever comes first.
+        """
+        outlook = risk_outlook(
+            self.figures(state, clock), self.model, self.valuation_cfg.thresholds, clock
+        )
+        times: list[datetime] = []
+        if outlook.current is not None and outlook.current.value != state.risk:
+            times.append(clock)
+        elif outlook.next_at is not None:
+            times.append(outlook.next_at)
+        held = [h.occurred_at for hs in state.pending.values() for h in hs]
+        if held:
+            times.append(min(held) + self.state_cfg.pending_window + _MICROSECOND)
+        return NextCheck(min(times, default=None))
+
+    def _churn(
+        self,
+        s: CustomerState,
+        churn: tuple[str | None, str],
+        v: Valuation,
+        clock: datetime,
+        cause: str,
+    ) -> Output:
+        """The ltv.churn-risk record of a level change, at the state's version."""
+        body = ChurnRiskChange(
+            customer_id=s.customer_id,
+            version=s.version,
+            as_of=clock,
+            previous=churn[0],
+            current=churn[1],
+            p_alive=v.p_alive,
+            days_since_last_order=v.days_since_last_order,
+            expected_next_order_at=v.expected_next_order_at,
+            cause=cause,
+        )
+        return Output("churn", s.customer_id.encode(), body.to_json())
+
+    def _update_output(
+        self, s: CustomerState, cause: Cause, version: int, v: Valuation, clock: datetime
+    ) -> Output:
+        return Output("update", s.customer_id.encode(), self._update(s, cause, version, v, clock))
 
     def current_update(self, stored: bytes, now: datetime) -> bytes:
         """The ltv.updates body of a stored customer as of now (GET /customers/{id}).
@@ -267,7 +369,7 @@ class Processor:
             total_ltv=v.total_ltv,
             expected_orders=v.expected_orders,
             p_alive=v.p_alive,
-            churn_risk=v.churn_risk.value if v.churn_risk is not None else None,  # type: ignore[arg-type]
+            churn_risk=v.churn_risk.value if v.churn_risk is not None else None,
             expected_next_order_at=v.expected_next_order_at,
             segment=v.segment,
             ltv_cac=v.ltv_cac,
@@ -317,6 +419,9 @@ class Processor:
 def _versions(applied: tuple[Applied, ...], old_version: int) -> list[tuple[Applied, int]]:
     """One consecutive version per incorporated event (DESIGN §7)."""
     return [(a, old_version + i) for i, a in enumerate(applied, start=1)]
+
+
+_MICROSECOND = timedelta(microseconds=1)
 
 
 def utc_now() -> datetime:

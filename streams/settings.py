@@ -57,6 +57,8 @@ class Settings(BaseSettings):
     pending_cancellation_days: int = Field(30, ge=0, le=3650)
     # Seconds between periodic model fits in the worker group (streams.fit).
     fit_interval: float = Field(3600.0, ge=1.0, le=30 * 86400.0)
+    # Seconds between ticks of the inactivity timer (streams.inactivity).
+    inactivity_interval: float = Field(60.0, gt=0.0, le=86400.0)
 
     @field_validator("app_id")
     @classmethod
@@ -134,6 +136,15 @@ class Settings(BaseSettings):
         if len(set(names)) != len(names):
             raise ValueError("LTV_TOPIC_* names must all differ")
         return self
+
+    @property
+    def topic_inactivity(self) -> str:
+        """Internal topic of the inactivity timer, co-partitioned with the inputs.
+
+        Named after the app id like Faust's own internal topics, so two
+        deployments sharing a cluster never share it.
+        """
+        return f"{self.app_id}-inactivity"
 
     @property
     def bootstrap_servers(self) -> str:

@@ -32,7 +32,10 @@ def put(store: RedisStore, key: bytes, value: bytes | None, when: float | None) 
 
 
 def schedule(store: RedisStore) -> dict[bytes, float]:
-    return dict(store._sync.zrange(store.layout.schedule_key(0), 0, -1, withscores=True))
+    entries: list[tuple[bytes, float]] = store._sync.zrange(
+        store.layout.schedule_key(0), 0, -1, withscores=True
+    )  # type: ignore[assignment]
+    return dict(entries)
 
 
 async def test_flush_writes_values_and_schedule_together(store: RedisStore) -> None:
