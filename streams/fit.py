@@ -321,15 +321,22 @@ def install(app: faust.App, settings: Settings, processor: Processor) -> ModelIn
     @app.timer(interval=RELOAD_SECONDS)
     async def reload_model() -> None:
         """Pick up a version stored by any worker or by ``ltv fit``."""
-        model.apply(await load_model(client, settings.app_id))
+        try:
+            model.apply(await load_model(client, settings.app_id))
+        except Exception:  # Redis away: keep the model in force, try again next tick
+            log.exception("model reload failed; version %s stays in force", model.record.version)
 
     @app.timer(interval=min(settings.fit_interval, 60.0))
     async def periodic_fit() -> None:
         """Fit when the last attempt is older than LTV_FIT_INTERVAL (one worker at a time)."""
         now = datetime.now(UTC)
-        if not due(await load_model(client, settings.app_id), now, interval):
+        try:
+            if not due(await load_model(client, settings.app_id), now, interval):
+                return
+            outcome = await run_fit(client, settings, processor.clock(now))
+        except Exception:  # Redis away (fit errors are handled by run_fit): next tick
+            log.exception("periodic model fit could not run")
             return
-        outcome = await run_fit(client, settings, processor.clock(now))
         if outcome.record is not None:
             model.apply(outcome.record)
 
