@@ -123,6 +123,7 @@ class Deployment:
             self.churn,
             self.dead_letter,
             f"{self.app_id}-customers-changelog",
+            f"{self.app_id}-inactivity",
             f"{self.app_id}-__assignor-__leader",
         ]
 
