@@ -7,10 +7,17 @@ the processor returned, counting everything in the metrics.
 
 from __future__ import annotations
 
+import asyncio
 import time
+import weakref
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import timedelta
 
 from faust import StreamT
+from faust.streams import _current_event
+from faust.types import EventT
 
 from ltv.formulas import ValueBasis
 from ltv.risk import RiskThresholds
@@ -54,8 +61,42 @@ processor = build_processor(settings)
 _outputs = {"update": topics.updates, "churn": topics.churn, "dead_letter": topics.dead_letter}
 
 
+#: Events handled together: one pipelined Redis read per partition per batch.
+BATCH_SIZE = 1000
+#: Longest wait for a batch to fill before handling what has arrived (seconds).
+BATCH_WINDOW = 0.005
+
+
+@contextmanager
+def _current(event: EventT) -> Iterator[None]:  # type: ignore[type-arg]
+    """Make ``event`` Faust's current event, as stream iteration does per event.
+
+    ``take_events`` hands over a batch without setting it, and a table write
+    needs it: the changelog record goes to the event's partition (faust #497).
+    """
+    token = _current_event.set(weakref.ref(event))
+    try:
+        yield
+    finally:
+        _current_event.reset(token)
+
+
 async def _consume(kind: EventType, stream: StreamT) -> None:  # type: ignore[type-arg]
-    async for event in stream.events():
+    # take_events exists on faust.Stream, not on the StreamT protocol.
+    async for events in stream.take_events(BATCH_SIZE, within=BATCH_WINDOW):  # type: ignore[attr-defined]
+        await _process_batch(kind, events)
+
+
+async def _process_batch(kind: EventType, events: Sequence[EventT]) -> None:  # type: ignore[type-arg]
+    """Handle a batch in arrival order; the events are acked when this returns."""
+    store = customer_store()
+    wanted: dict[int, list[bytes]] = defaultdict(list)
+    for event in events:
+        if event.message.key:
+            wanted[event.message.partition].append(event.message.key)
+    await asyncio.gather(*(store.prefetch(p, keys) for p, keys in wanted.items()))
+    now = utc_now()
+    for event in events:
         message = event.message
         started = time.perf_counter()
         METRICS.events_consumed.labels(message.topic).inc()
@@ -66,22 +107,20 @@ async def _consume(kind: EventType, stream: StreamT) -> None:  # type: ignore[ty
             key=message.key,
             value=message.value or b"",
         )
-        store = customer_store()
-        if message.key:
-            await store.prefetch(message.partition, [message.key])
-        stored = customers.get(message.key) if message.key else None
-        result = processor.handle(kind, record, stored, utc_now())
-        if result.state is not None:
-            customers[message.key] = result.state
-        if result.next_check is not None and message.key:
-            # Buffered with the state above: flushed to Redis in one script.
-            at = result.next_check.at
-            store.schedule(message.key, None if at is None else at.timestamp())
+        with _current(event):  # reads and writes go to the event's partition
+            stored = customers.get(message.key) if message.key else None
+            result = processor.handle(kind, record, stored, now)
+            if message.key and result.state is not None:
+                customers[message.key] = result.state
+            if message.key and result.next_check is not None:
+                # Buffered with the state above: flushed to Redis in one script.
+                at = result.next_check.at
+                store.schedule(message.key, None if at is None else at.timestamp())
         for output in result.outputs:
             await _outputs[output.kind].send(key=output.key, value=output.value)
-        # The outputs are with the producer: the state write may now be flushed.
-        store.seal()
         _observe(kind, result, started)
+    # The batch's outputs are with the producer: its state writes may now be flushed.
+    store.seal()
 
 
 def _observe(kind: EventType, result: Result, started: float) -> None:
