@@ -146,10 +146,10 @@ def prometheus_for(tmp_path: Path) -> Iterator[Any]:
             server.proc.wait(10)
 
 
-def _feed_demo(deployment: Deployment, worker: WorkerProcess) -> None:
-    """Publish the demo events, unpaced, to the deployment's input topics."""
+def _ltv(deployment: Deployment, worker: WorkerProcess, *args: str) -> None:
+    """Run an ``ltv`` command against the deployment and require success."""
     result = subprocess.run(
-        [sys.executable, "-m", "streams.cli", "demo", "--rate", "0", "--count", str(DEMO_EVENTS)],
+        [sys.executable, "-m", "streams.cli", *args],
         env=deployment.env(worker.web_port),
         cwd=ROOT,
         capture_output=True,
@@ -157,7 +157,7 @@ def _feed_demo(deployment: Deployment, worker: WorkerProcess) -> None:
         timeout=120,
         check=False,
     )
-    assert result.returncode == 0, f"ltv demo failed:\n{result.stdout}\n{result.stderr}"
+    assert result.returncode == 0, f"ltv {args[0]} failed:\n{result.stdout}\n{result.stderr}"
 
 
 def _rule_files() -> list[dict[str, Any]]:
@@ -195,7 +195,7 @@ async def test_rules_alerts_and_every_panel_work_on_live_metrics(
 ) -> None:
     worker = deployment.start_worker()
     prometheus: Prometheus = prometheus_for(worker)
-    _feed_demo(deployment, worker)
+    _ltv(deployment, worker, "demo", "--rate", "0", "--count", str(DEMO_EVENTS))
     started = time.monotonic()
 
     def scraped_all_events() -> bool:
@@ -204,6 +204,8 @@ async def test_rules_alerts_and_every_panel_work_on_live_metrics(
         return bool(result) and float(result[0]["value"][1]) >= DEMO_EVENTS
 
     wait_until(scraped_all_events, 120, lambda: f"Prometheus never saw {DEMO_EVENTS} events")
+    # A fitted model feeds the model version and age panels.
+    _ltv(deployment, worker, "fit")
 
     expected_rules = _rule_files()
 
