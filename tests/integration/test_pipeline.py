@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -164,3 +165,37 @@ async def test_customer_endpoint_answers_from_the_owner_with_the_token(tmp_path:
         assert b"t0ken-for-tests" not in worker.log_path.read_bytes()
     finally:
         await dep.cleanup()
+
+
+def _days_ago(days: int) -> str:
+    return (datetime.now(UTC) - timedelta(days=days)).isoformat()
+
+
+async def test_churn_risk_records_follow_the_heuristic_levels(deployment: Deployment) -> None:
+    """Before any fit, levels come from days since the last order over the mean gap."""
+    deployment.start_worker()
+
+    def bought(customer: str, n: int, days_ago: int) -> tuple[str, bytes, bytes]:
+        return event(
+            deployment.purchases,
+            {**purchase(n, customer, "10.00"), "occurred_at": _days_ago(days_ago)},
+        )
+
+    # Sent one by one so each customer's levels are computed in this order.
+    await produce([bought("fresh", 1, 5)])  # 5 of 90 population days: low
+    await produce([bought("lapsing", 1, 100)])  # 100 of 90 days: still under 1.5 gaps, low
+    await produce([bought("lapsing", 2, 90)])  # own gap 10 days, 90 days since: high
+    churn = await consume(deployment.churn, 3, settle=1.0)
+    seen = [
+        (c["customer_id"], c["previous"], c["current"], c["cause"], c["version"]) for c in churn
+    ]
+    assert sorted(seen, key=lambda c: (c[0], c[4])) == [
+        ("fresh", None, "low", "purchase", 1),
+        ("lapsing", None, "low", "purchase", 1),
+        ("lapsing", "low", "high", "purchase", 2),
+    ]
+    high = next(c for c in churn if c["current"] == "high")
+    assert high["days_since_last_order"] == 90
+    updates = await consume(deployment.updates, 3, settle=0.5)
+    levels = {(u["customer_id"], u["version"]): u["churn_risk"] for u in updates}
+    assert levels == {("fresh", 1): "low", ("lapsing", 1): "low", ("lapsing", 2): "high"}
