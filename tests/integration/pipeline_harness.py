@@ -26,6 +26,8 @@ import redis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 
+from state.store.config import StoreConfig
+
 BOOTSTRAP = os.environ.get("LTV_TEST_BOOTSTRAP", "127.0.0.1:9092")
 REDIS_URL = os.environ.get("LTV_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 ROOT = Path(__file__).resolve().parents[2]
@@ -62,6 +64,9 @@ class Deployment:
     tmp: Path
     partitions: int = 4
     extra_env: dict[str, str] = field(default_factory=dict)
+    #: The servers of this deployment (default: the shared ones of scripts/test).
+    bootstrap: str = BOOTSTRAP
+    redis_url: str = REDIS_URL
     app_id: str = field(default_factory=lambda: f"t{uuid.uuid4().hex[:10]}")
     workers: list[WorkerProcess] = field(default_factory=list)
 
@@ -93,8 +98,8 @@ class Deployment:
         env.update(
             {
                 "LTV_APP_ID": self.app_id,
-                "LTV_BROKER": f"kafka://{BOOTSTRAP}",
-                "LTV_REDIS_URL": REDIS_URL,
+                "LTV_BROKER": f"kafka://{self.bootstrap}",
+                "LTV_REDIS_URL": self.redis_url,
                 "LTV_WEB_PORT": str(web_port),
                 "LTV_PARTITIONS": str(self.partitions),
                 "LTV_TOPIC_PURCHASES": self.purchases,
@@ -130,7 +135,7 @@ class Deployment:
     async def cleanup(self) -> None:
         for worker in self.workers:
             worker.stop()
-        admin = AIOKafkaAdminClient(bootstrap_servers=BOOTSTRAP)
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap)
         await admin.start()
         try:
             existing = set(await admin.list_topics())
@@ -139,10 +144,12 @@ class Deployment:
                 await admin.delete_topics(doomed)
         finally:
             await admin.close()
-        client = redis.Redis.from_url(REDIS_URL)
-        keys = list(client.scan_iter(match=f"*{self.app_id}*", count=1000))
-        if keys:
-            client.delete(*keys)
+        client: Any = StoreConfig.from_url(self.redis_url).sync_client()
+        try:
+            for key in list(client.scan_iter(match=f"*{self.app_id}*", count=1000)):
+                client.delete(key)  # one by one: on a Cluster the keys span slots
+        finally:
+            client.close()
 
 
 @dataclass
@@ -217,9 +224,18 @@ def wait_until(predicate: Callable[[], bool], timeout: float, message: Any) -> N
         time.sleep(0.1)
 
 
-async def produce(records: Iterable[tuple[str, bytes | None, bytes]]) -> int:
+async def produce(
+    records: Iterable[tuple[str, bytes | None, bytes]],
+    bootstrap: str = BOOTSTRAP,
+    max_request_size: int = 1_048_576,
+) -> int:
     """Send (topic, key, value) records in order and wait for every acknowledgement."""
-    producer = AIOKafkaProducer(bootstrap_servers=BOOTSTRAP, acks="all", linger_ms=5)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap,
+        acks="all",
+        linger_ms=5,
+        max_request_size=max_request_size,
+    )
     await producer.start()
     try:
         futures = [await producer.send(topic, value, key=key) for topic, key, value in records]
@@ -242,24 +258,47 @@ async def consume(
     ``settle`` keeps reading that many seconds more, to catch extra records
     that should not be there.
     """
+    raw = await consume_raw(topic, expected, timeout=timeout, settle=settle)
+    return [orjson.loads(value) for value in raw]
+
+
+async def consume_raw(
+    topic: str,
+    expected: int | Callable[[list[bytes]], bool],
+    *,
+    timeout: float = 60.0,
+    settle: float = 0.0,
+    bootstrap: str = BOOTSTRAP,
+) -> list[bytes]:
+    """Record values of ``topic`` from the beginning, in offset order per partition.
+
+    Reads until ``expected`` records arrived (or ``expected(values)`` holds),
+    at most ``timeout`` seconds, then ``settle`` seconds more.
+    """
+
+    def done(values: list[bytes]) -> bool:
+        return expected(values) if callable(expected) else len(values) >= expected
+
     consumer = AIOKafkaConsumer(
         topic,
-        bootstrap_servers=BOOTSTRAP,
+        bootstrap_servers=bootstrap,
         auto_offset_reset="earliest",
         enable_auto_commit=False,
         group_id=None,
+        fetch_max_bytes=16 * 1_048_576,
+        max_partition_fetch_bytes=4 * 1_048_576,
     )
     await consumer.start()
-    out: list[dict[str, Any]] = []
+    out: list[bytes] = []
     try:
         deadline = time.monotonic() + timeout
-        while len(out) < expected and time.monotonic() < deadline:
+        while not done(out) and time.monotonic() < deadline:
             batches = await consumer.getmany(timeout_ms=500)
-            out.extend(orjson.loads(r.value) for rs in batches.values() for r in rs)
+            out.extend(r.value for rs in batches.values() for r in rs if r.value is not None)
         end = time.monotonic() + settle
         while time.monotonic() < end:
             batches = await consumer.getmany(timeout_ms=200)
-            out.extend(orjson.loads(r.value) for rs in batches.values() for r in rs)
+            out.extend(r.value for rs in batches.values() for r in rs if r.value is not None)
     finally:
         await consumer.stop()
     return out

@@ -1,0 +1,319 @@
+"""A seeded mixed input stream, its oracle, and the checks of the output contract.
+
+Shared by the mixed-stream test and the fault-injection suite: the stream is
+synthetic shop traffic, locally shuffled (out of order within a customer),
+with re-sent duplicates, cancellations racing their purchases on the other
+topic, and a share of garbage of every failure class. The oracle applies the
+pure transitions (state.customer) to the valid events in event-time order;
+the checks compare what a worker published and stored with it.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import orjson
+
+from state.codec import decode_state
+from state.customer import (
+    CustomerState,
+    StateConfig,
+    apply_cancellation,
+    apply_purchase,
+    new_state,
+)
+from state.events import Cancellation, Purchase, decode_cancellation, decode_purchase
+from state.fx import load_fx_table
+from state.store.config import StoreConfig
+from state.store.keys import KeyLayout
+from streams.demo import DemoFeed
+
+CENT = Decimal("0.01")
+#: (topic, key, value) of one Kafka record.
+KafkaRecord = tuple[str, bytes | None, bytes]
+#: Fields of an ltv.updates record that are functions of the state alone
+#: (the others -- as_of, p_alive, predicted figures -- also of the valuation clock).
+STATE_FIGURES = (
+    "customer_id",
+    "version",
+    "cause",
+    "currency",
+    "value_basis",
+    "orders",
+    "net_revenue",
+    "aov",
+    "first_order_at",
+    "last_order_at",
+    "historic_ltv",
+)
+
+
+def garbage(topic: str, n: int) -> tuple[KafkaRecord, str]:
+    """One bad record of class ``n % 6`` and the dead-letter code it must get."""
+    body: dict[str, Any] = {
+        "event_id": f"g-{n}",
+        "order_id": f"go-{n}",
+        "customer_id": f"g-{n}",
+        "occurred_at": "2025-03-01T00:00:00Z",
+        "amount": "1.00",
+        "currency": "USD",
+    }
+    key = body["customer_id"].encode()
+    kind = n % 6
+    if kind == 0:
+        return (topic, key, b"\xff\xfe{not json"), "invalid_json"
+    if kind == 1:
+        return (topic, key, orjson.dumps({**body, "amount": "-5"})), "schema"
+    if kind == 2:
+        return (topic, key, orjson.dumps({**body, "currency": "XYZ"})), "unknown_currency"
+    if kind == 3:
+        return (topic, b"someone-else", orjson.dumps(body)), "key_mismatch"
+    if kind == 4:
+        return (topic, key, orjson.dumps({**body, "note": "x" * 70_000})), "too_large"
+    return (topic, key, orjson.dumps({**body, "occurred_at": "2025-03-01T00:00:00"})), "schema"
+
+
+@dataclass
+class MixedStream:
+    """What to send (``records``, in order) and what it must produce."""
+
+    purchases: str
+    cancellations: str
+    records: list[KafkaRecord]
+    #: Every valid record sent, copies included.
+    valid: list[KafkaRecord]
+    #: Dead-letter codes the invalid records must get.
+    codes: Counter[str]
+
+    def oracle(self) -> Oracle:
+        return Oracle.of(self.valid, self.purchases)
+
+
+def build_stream(
+    purchases: str,
+    cancellations: str,
+    *,
+    events: int,
+    seed: int,
+    customers: int | None = None,
+    feed_seed: int = 5,
+    duplicate_rate: float = 0.05,
+    garbage_rate: float = 0.01,
+) -> MixedStream:
+    """``events`` records: shop traffic, re-sent copies and garbage (seeded)."""
+    rng = random.Random(seed)
+    feed = DemoFeed(
+        customers or max(50, int(events * 0.3)),
+        seed=feed_seed,
+        start=datetime(2025, 1, 1, tzinfo=UTC),
+        span_days=200,
+    )
+    originals = int(events * (1 - duplicate_rate - garbage_rate))
+    timed = []
+    for ev in feed:
+        topic = purchases if ev.kind == "purchase" else cancellations
+        # Out of order: each record is sent as if it occurred up to 3 days later.
+        jitter = timedelta(days=rng.uniform(0, 3))
+        at = datetime.fromisoformat(ev.value["occurred_at"]) + jitter
+        timed.append((at, (topic, ev.key.encode(), orjson.dumps(ev.value))))
+        if len(timed) >= originals:
+            break
+    timed.sort(key=lambda pair: pair[0])
+    good: list[KafkaRecord] = [record for _, record in timed]
+    records = list(good)
+    for _ in range(int(events * duplicate_rate)):  # re-sent a little later
+        i = rng.randrange(len(good))
+        records.insert(min(len(records), i + rng.randint(1, 200)), good[i])
+    valid = list(records)
+    codes: Counter[str] = Counter()
+    for n in range(events - len(records)):
+        record, code = garbage(purchases if n % 2 else cancellations, n)
+        records.insert(rng.randrange(len(records)), record)
+        codes[code] += 1
+    return MixedStream(purchases, cancellations, records, valid, codes)
+
+
+@dataclass
+class Oracle:
+    """Final states and counts from the pure transitions over the valid events."""
+
+    states: dict[str, CustomerState]
+    outcomes: Counter[str]
+    #: Held cancellations that expired (each one an unknown_order dead letter).
+    expired: int
+
+    @classmethod
+    def of(cls, valid: Iterable[KafkaRecord], purchases_topic: str) -> Oracle:
+        fx = load_fx_table(None, "USD")
+        cfg = StateConfig(
+            fx=fx, pending_window=timedelta(days=30), ledger_window=timedelta(days=90)
+        )
+        decoded: list[Purchase | Cancellation] = []
+        for topic, _, value in valid:
+            if topic == purchases_topic:
+                decoded.append(decode_purchase(value, fx=fx))
+            else:
+                decoded.append(decode_cancellation(value, fx=fx))
+        decoded.sort(key=lambda e: (e.occurred_at, e.event_id))
+        states: dict[str, CustomerState] = {}
+        outcomes: Counter[str] = Counter()
+        expired = 0
+        for e in decoded:
+            state = states.get(e.customer_id) or new_state(e.customer_id)
+            if isinstance(e, Purchase):
+                t = apply_purchase(state, e, cfg)
+            else:
+                t = apply_cancellation(state, e, cfg)
+            states[e.customer_id] = t.state
+            outcomes[t.outcome] += 1
+            expired += len(t.expired)
+        return cls(states, outcomes, expired)
+
+    @property
+    def applied(self) -> int:
+        """Input events incorporated into some state: one ltv.updates version each."""
+        return sum(s.version for s in self.states.values())
+
+
+@dataclass
+class Report:
+    """What one case saw, for the summary table; ``problems`` must stay empty."""
+
+    events_in: int = 0
+    applied: int = 0
+    duplicates_dropped: int = 0
+    dead_lettered: int = 0
+    replayed_outputs: int = 0
+    mismatches: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    def fail(self, message: str) -> None:
+        self.problems.append(message)
+
+
+def check_dead_letters(
+    report: Report, letters: Iterable[Mapping[str, Any]], expected: Counter[str]
+) -> None:
+    """Each bad input dead-lettered once (replays of one source record count once)."""
+    distinct: dict[tuple[Any, ...], str] = {}
+    total = 0
+    for letter in letters:
+        total += 1
+        code = letter["error"]["code"]
+        if letter["offset"] >= 0:
+            identity: tuple[Any, ...] = (letter["source_topic"], letter["partition"])
+            identity += (letter["offset"],)
+        else:  # an expired held cancellation: no source record any more
+            identity = (code, letter["key"], letter["value"])
+        distinct[identity] = code
+    report.dead_lettered = len(distinct)
+    report.replayed_outputs += total - len(distinct)
+    got = Counter(distinct.values())
+    if got != expected:
+        report.fail(f"dead-letter codes {dict(got)} != expected {dict(expected)}")
+
+
+def check_updates(
+    report: Report,
+    raw_updates: Iterable[bytes],
+    states: Mapping[str, CustomerState],
+    churn: Iterable[Mapping[str, Any]] = (),
+) -> dict[str, dict[str, Any]]:
+    """The output contract of ltv.updates, read in offset order per partition.
+
+    Per customer, dropping replays (a version at or below the newest seen)
+    leaves versions 1, 2, 3, ... without a gap; a replayed version is
+    byte-identical to the first copy when rendered at the same ``as_of``
+    and equal in every state figure otherwise; the newest equals the final
+    state. Every churn-risk record matches an update of its version.
+    Returns the newest update per customer.
+    """
+    newest: dict[str, dict[str, Any]] = {}
+    first: dict[tuple[str, int], tuple[bytes, dict[str, Any]]] = {}
+    levels: dict[tuple[str, int], set[Any]] = defaultdict(set)
+    for raw in raw_updates:
+        update = orjson.loads(raw)
+        customer, version = update["customer_id"], update["version"]
+        levels[(customer, version)].add(update["churn_risk"])
+        last = newest.get(customer, {}).get("version", 0)
+        if version <= last:
+            report.replayed_outputs += 1
+            seen = first.get((customer, version))
+            if seen is None:
+                report.fail(f"{customer}: replayed version {version} never seen before")
+            elif _differs(seen, raw, update):
+                report.fail(f"{customer}: replay of version {version} differs: {update}")
+            continue
+        if version != last + 1:
+            report.fail(f"{customer}: version {version} follows {last} (gap)")
+        newest[customer] = update
+        first[(customer, version)] = (raw, update)
+    for record in churn:
+        if record["current"] not in levels.get((record["customer_id"], record["version"]), ()):
+            report.fail(f"churn-risk record without a matching update: {record}")
+    report.applied = sum(u["version"] for u in newest.values())
+    for customer_id, state in states.items():
+        got = newest.get(customer_id)
+        want = expected_figures(state)
+        have = None if got is None else {k: got[k] for k in want}
+        if have != (want if state.version else None):
+            report.mismatches += 1
+            report.fail(f"{customer_id}: newest update {have} != final state {want}")
+    for customer_id in set(newest) - set(states):
+        report.mismatches += 1
+        report.fail(f"{customer_id}: updates for a customer the oracle does not know")
+    return newest
+
+
+def _differs(seen: tuple[bytes, dict[str, Any]], raw: bytes, update: dict[str, Any]) -> bool:
+    seen_raw, seen_update = seen
+    if seen_update["as_of"] == update["as_of"]:
+        return seen_raw != raw
+    return any(seen_update[k] != update[k] for k in STATE_FIGURES)
+
+
+def expected_figures(state: CustomerState) -> dict[str, Any]:
+    """The ltv.updates figures a final state must show."""
+
+    def utc(at: datetime | None) -> str | None:
+        return None if at is None else at.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+    return {
+        "version": state.version,
+        "orders": state.orders,
+        "net_revenue": str(state.net.quantize(CENT)),
+        "historic_ltv": str(state.net.quantize(CENT)),
+        "first_order_at": utc(state.first_order_at),
+        "last_order_at": utc(state.last_order_at),
+    }
+
+
+def stored_states(redis_url: str, app_id: str, partitions: int) -> dict[str, CustomerState]:
+    """Every ``customers`` state in Redis, decoded with state.codec."""
+    client: Any = StoreConfig.from_url(redis_url).sync_client()
+    layout = KeyLayout(app_id, "customers")
+    states = {}
+    try:
+        for partition in range(partitions):
+            for key, raw in client.hscan_iter(layout.data_key(partition), count=1000):
+                states[key.decode()] = decode_state(raw)
+    finally:
+        client.close()
+    return states
+
+
+def check_stored(
+    report: Report, stored: Mapping[str, CustomerState], states: Mapping[str, CustomerState]
+) -> None:
+    """Redis holds exactly the oracle's states (the valuation's risk level aside)."""
+    for customer_id in set(stored) | set(states):
+        have, want = stored.get(customer_id), states.get(customer_id)
+        if have is None or want is None or replace(have, risk=None) != want:
+            report.mismatches += 1
+            report.fail(f"{customer_id}: stored state differs from the oracle's")
