@@ -44,3 +44,16 @@ infra-status:
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache .hypothesis
+
+# Benchmarks (not tests): `make bench` runs them all, `make bench-throughput` one.
+# Figures land in var/bench/NAME.json; README "Benchmarks" says what each means.
+BENCHES := throughput latency recovery memory
+.PHONY: bench $(addprefix bench-,$(BENCHES))
+
+bench: $(addprefix bench-,$(BENCHES))
+
+# latency paces its input at half the rate bench-throughput measured.
+bench-latency: bench-throughput
+
+$(addprefix bench-,$(BENCHES)): bench-%: install
+	$(BIN)/ltv bench $* --json var/bench/$*.json $(BENCH_ARGS)

@@ -97,6 +97,26 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     return asyncio.run(fit_command(_settings_or_exit(), args.as_of, wait=args.wait))
 
 
+#: Benchmarks runnable as ``ltv bench NAME`` (bench/NAME.py, in a source checkout).
+BENCHMARKS = ("throughput", "latency", "recovery", "memory")
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    """Run bench/NAME.py as a script: benchmarks live in the checkout, not the package."""
+    import runpy
+    from pathlib import Path
+
+    folder = Path(__file__).resolve().parents[1] / "bench"
+    script = folder / f"{args.name}.py"
+    if not script.is_file():
+        print(f"ltv bench: {script} not found (benchmarks need a source checkout)", file=sys.stderr)
+        return 2
+    sys.path.insert(0, str(folder))
+    sys.argv = [str(script), *args.args]
+    runpy.run_path(str(script), run_name="__main__")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ltv", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -146,6 +166,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--wait", type=float, default=120.0, help="seconds to wait while another fit holds the lock"
     )
     fit.set_defaults(func=_cmd_fit)
+
+    bench = sub.add_parser(
+        "bench",
+        help="run a benchmark against the local Kafka and Redis (prints a table; --json PATH)",
+    )
+    bench.add_argument("name", choices=BENCHMARKS)
+    bench.add_argument("args", nargs=argparse.REMAINDER, help="options of the benchmark")
+    bench.set_defaults(func=_cmd_bench)
     return parser
 
 

@@ -1,0 +1,289 @@
+"""What every worker benchmark shares: infra options, the synthetic feed, workers as processes.
+
+A benchmark runs real ``ltv worker`` processes against the shared broker and
+Redis, each on fresh topics and a fresh app id (so nothing of a previous run
+is read), and removes its topics and Redis keys afterwards. Figures are read
+from the worker's own /metrics, so the bench measures the service as
+deployed, not an in-process imitation of it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any
+
+import redis
+from aiokafka.admin import AIOKafkaAdminClient
+
+from streams.demo import DemoFeed
+from streams.publisher import publish
+from streams.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[1]
+LOG_DIR = Path("/tmp/ltv-bench")
+_PROCESSED = re.compile(rb"^ltv_events_processed_total\{[^}]*\} ([0-9.e+]+)$", re.M)
+
+#: The issue's mix: ~85 % purchases, ~10 % cancellations, ~5 % re-sent duplicates.
+REFUND_RATE = 0.1
+DUPLICATE_RATE = 0.0525
+FEED_START = datetime(2025, 1, 1, tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class Infra:
+    """The shared servers a benchmark talks to."""
+
+    bootstrap: str
+    redis_url: str
+
+
+def add_common_args(parser: argparse.ArgumentParser) -> None:
+    """Options every benchmark takes: where the servers are, where the JSON goes."""
+    parser.add_argument(
+        "--bootstrap", default=os.environ.get("LTV_TEST_BOOTSTRAP", "127.0.0.1:9092")
+    )
+    parser.add_argument(
+        "--redis-url", default=os.environ.get("LTV_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+    )
+    parser.add_argument("--json", type=Path, default=None, help="write the figures here")
+    parser.add_argument("--timeout", type=float, default=900, help="seconds per measured phase")
+
+
+def infra(args: argparse.Namespace) -> Infra:
+    return Infra(args.bootstrap, args.redis_url)
+
+
+def run_id() -> str:
+    """A fresh name: topics, consumer groups and Redis keys of one run."""
+    return f"bench{uuid.uuid4().hex[:8]}"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def settings_env(topics: str, app_id: str, servers: Infra) -> dict[str, str]:
+    """LTV_* variables of a worker of ``app_id`` reading the input topics of run ``topics``."""
+    return {
+        "LTV_APP_ID": app_id,
+        "LTV_BROKER": f"kafka://{servers.bootstrap}",
+        "LTV_REDIS_URL": servers.redis_url,
+        "LTV_TOPIC_PURCHASES": f"{topics}.purchases",
+        "LTV_TOPIC_CANCELLATIONS": f"{topics}.cancellations",
+        "LTV_TOPIC_UPDATES": f"{app_id}.updates",
+        "LTV_TOPIC_CHURN": f"{app_id}.churn",
+        "LTV_TOPIC_DEAD_LETTER": f"{app_id}.dead-letter",
+        "LTV_DATA_DIR": str(LOG_DIR / "data"),
+    }
+
+
+def settings_for(env: Mapping[str, str]) -> Settings:
+    """The Settings a worker started with ``env`` sees (LTV_* only)."""
+    saved = {k: v for k, v in os.environ.items() if k.startswith("LTV_")}
+    for key in saved:
+        del os.environ[key]
+    os.environ.update(env)
+    try:
+        return Settings()
+    finally:
+        for key in env:
+            del os.environ[key]
+        os.environ.update(saved)
+
+
+def feed(customers: int, seed: int = 8) -> DemoFeed:
+    """The benchmark's synthetic shop with the issue's event mix."""
+    return DemoFeed(
+        customers,
+        seed=seed,
+        start=FEED_START,
+        span_days=365,
+        refund_rate=REFUND_RATE,
+        duplicate_rate=DUPLICATE_RATE,
+    )
+
+
+def preload(settings: Settings, events: int, customers: int) -> int:
+    """Publish ``events`` of the bench feed (acknowledged); return how many."""
+    return asyncio.run(publish(feed(customers), settings, limit=events))
+
+
+@dataclass
+class Worker:
+    """One ``ltv worker`` process with its own web port."""
+
+    name: str
+    env: dict[str, str]
+    port: int = field(default_factory=free_port)
+    extra_env: dict[str, str] = field(default_factory=dict)
+    process: subprocess.Popen[bytes] | None = None
+    _log: IO[bytes] | None = None
+
+    def start(self) -> float:
+        """Spawn the worker; return the monotonic time just before the spawn."""
+        LOG_DIR.mkdir(parents=True, exist_ok=True)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("LTV_")}
+        env.update(self.env, LTV_WEB_PORT=str(self.port), **self.extra_env)
+        self._log = open(LOG_DIR / f"{self.name}.log", "ab")  # noqa: SIM115 - closed in stop()
+        started = time.monotonic()
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "streams.cli", "worker", "--loglevel", "warn"],
+            env=env,
+            cwd=ROOT,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+        return started
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    def metrics(self) -> bytes | None:
+        """The /metrics page, or None while the worker does not answer."""
+        try:
+            url = f"http://127.0.0.1:{self.port}/metrics"
+            with urllib.request.urlopen(url, timeout=5) as response:
+                body: bytes = response.read()
+                return body
+        except (OSError, urllib.error.URLError):
+            return None
+
+    def processed(self) -> float:
+        """Input records handled so far (every outcome), 0 before the worker answers."""
+        body = self.metrics()
+        return 0.0 if body is None else sum(float(v) for v in _PROCESSED.findall(body))
+
+    def ready(self) -> bool:
+        try:
+            url = f"http://127.0.0.1:{self.port}/readyz"
+            with urllib.request.urlopen(url, timeout=5) as response:
+                return bool(response.status == 200)
+        except (OSError, urllib.error.URLError):
+            return False
+
+    def peak_rss(self) -> int:
+        """Peak resident set size of the worker process (VmHWM), bytes."""
+        status = Path(f"/proc/{self.pid}/status").read_text()
+        match = re.search(r"^VmHWM:\s+(\d+) kB", status, re.M)
+        assert match, status
+        return int(match.group(1)) * 1024
+
+    def kill(self) -> None:
+        """SIGKILL: no flush, no leave-group, no goodbye."""
+        assert self.process is not None
+        self.process.kill()
+        self.process.wait(30)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(60)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(30)
+        if self._log is not None:
+            self._log.close()
+
+
+def wait_until(
+    condition: Callable[[], bool], timeout: float, what: str, poll: float = 0.05
+) -> float:
+    """Poll ``condition``; return the monotonic time it first held."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return time.monotonic()
+        time.sleep(poll)
+    raise SystemExit(f"bench: timed out after {timeout:.0f}s waiting for {what}")
+
+
+def drain_rate(workers: list[Worker], total: int, timeout: float) -> tuple[float, float]:
+    """Events/s of ``workers`` draining ``total`` preloaded events, and the seconds taken.
+
+    Timed from the first processed event (start-up and partition assignment
+    excluded) to the last, sampling /metrics every 0.1 s.
+    """
+    first: tuple[float, float] | None = None
+    deadline = time.monotonic() + timeout
+    done = 0.0
+    while time.monotonic() < deadline:
+        done = sum(w.processed() for w in workers)
+        now = time.monotonic()
+        if done > 0 and first is None:
+            first = (now, done)
+        if done >= total:
+            break
+        time.sleep(0.1)
+    if first is None or done < total:
+        raise SystemExit(f"bench: workers processed {done:.0f} of {total} within {timeout:.0f}s")
+    elapsed = max(time.monotonic() - first[0], 1e-9)
+    return (total - first[1]) / elapsed, elapsed
+
+
+async def _delete_topics(prefixes: tuple[str, ...], bootstrap: str) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        doomed = [t for t in await admin.list_topics() if t.startswith(prefixes)]
+        if doomed:
+            await admin.delete_topics(doomed)
+    finally:
+        await admin.close()
+
+
+def cleanup(prefixes: tuple[str, ...], servers: Infra) -> None:
+    """Delete the run's topics and every Redis key naming one of ``prefixes``."""
+    asyncio.run(_delete_topics(prefixes, servers.bootstrap))
+    client = redis.Redis.from_url(servers.redis_url)
+    for prefix in prefixes:
+        batch: list[bytes] = []
+        for key in client.scan_iter(match=f"*{prefix}*", count=10_000):
+            batch.append(key)
+            if len(batch) >= 10_000:
+                client.delete(*batch)
+                batch.clear()
+        if batch:
+            client.delete(*batch)
+
+
+@contextmanager
+def running(*workers: Worker) -> Iterator[None]:
+    """Stop ``workers`` whatever happens inside the block."""
+    try:
+        yield
+    finally:
+        for worker in workers:
+            worker.stop()
+
+
+def report(title: str, figures: Mapping[str, Any], path: Path | None) -> None:
+    """Print ``figures`` as a two-column table and write them as JSON to ``path``."""
+    width = max(len(k) for k in figures)
+    print(f"## {title}")
+    for key, value in figures.items():
+        print(f"{key:<{width}}  {value}")
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(dict(figures), indent=2) + "\n")
