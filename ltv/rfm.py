@@ -95,3 +95,16 @@ def segment_of(recency_score: int, frequency_score: int) -> Segment:
     if not (1 <= recency_score <= 5 and 1 <= frequency_score <= 5):
         raise ValueError(f"scores must be 1..5, got R={recency_score} F={frequency_score}")
     return _GRID[recency_score - 1][frequency_score - 1]
+
+
+def segment_counts(
+    days_since_last: npt.ArrayLike, frequency: npt.ArrayLike, edges: RfmEdges
+) -> dict[str, int]:
+    """Customers per named segment, for a whole population at once (fit time)."""
+    recency = 6 - (1 + np.searchsorted(edges.recency, np.asarray(days_since_last), side="left"))
+    freq = 1 + np.searchsorted(edges.frequency, np.asarray(frequency), side="left")
+    counts = dict.fromkeys((segment.value for segment in Segment), 0)
+    cells, n = np.unique(np.column_stack((recency, freq)), axis=0, return_counts=True)
+    for (r, f), count in zip(cells.tolist(), n.tolist(), strict=True):
+        counts[segment_of(int(r), int(f)).value] += int(count)
+    return counts

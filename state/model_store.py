@@ -83,6 +83,8 @@ class ModelRecord:
     rfm_edges: RfmEdges | None = None
     subscription_monthly_churn: float | None = None
     population_gap_days: float | None = None
+    #: Customers per churn-risk level and per RFM segment at fit time.
+    population: dict[str, dict[str, int]] = field(default_factory=dict)
     last_error: str | None = None
     failed_at: datetime | None = None
 
@@ -105,6 +107,7 @@ class ModelRecord:
             },
             "subscription_monthly_churn": self.subscription_monthly_churn,
             "population_gap_days": self.population_gap_days,
+            "population": self.population,
             "last_error": self.last_error,
             "failed_at": _time(self.failed_at),
         }
@@ -131,6 +134,7 @@ class ModelRecord:
             ),
             subscription_monthly_churn=doc.get("subscription_monthly_churn"),
             population_gap_days=doc.get("population_gap_days"),
+            population=doc.get("population") or {},
             last_error=doc.get("last_error"),
             failed_at=_parse_time(doc.get("failed_at")),
         )

@@ -44,6 +44,7 @@ import sys
 import time
 import uuid
 from array import array
+from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -56,7 +57,8 @@ import numpy as np
 from ltv import bgnbd, gammagamma, mbgnbd
 from ltv.fitting import FitResult, FloatArray
 from ltv.formulas import ValueBasis, historic_ltv
-from ltv.rfm import RfmEdges, quintile_edges
+from ltv.rfm import RfmEdges, quintile_edges, segment_counts
+from ltv.risk import RiskLevel
 from state.codec import CodecError, decode_state
 from state.customer import CustomerState
 from state.model_store import (
@@ -117,6 +119,7 @@ class Population:
     zbar: array[float] = field(default_factory=lambda: array("d"))
     recency: array[float] = field(default_factory=lambda: array("d"))
     monetary: array[float] = field(default_factory=lambda: array("d"))
+    risk: Counter[str] = field(default_factory=Counter)
     subscribers_ended: int = 0
     subscriber_months: float = 0.0
     skipped: int = 0
@@ -143,6 +146,8 @@ class Population:
         if s.first_order_at > self.as_of:
             self.skipped += 1
             return
+        if s.risk is not None:
+            self.risk[s.risk] += 1
         margin = self.basis is ValueBasis.MARGIN
         repeat = summary.repeat_margin if margin else summary.repeat_net
         self.x.append(summary.x)
@@ -198,16 +203,21 @@ def fit_population(pop: Population, fitted_at: datetime) -> ModelRecord:
     if failed:
         raise FitError(f"did not converge: {', '.join(failed)}")
     repeat = x > 0
+    edges = RfmEdges(
+        recency=quintile_edges(_column(pop.recency)),
+        frequency=quintile_edges(x),
+        monetary=quintile_edges(_column(pop.monetary)),
+    )
     record = ModelRecord(
         fitted_at=fitted_at,
         as_of=pop.as_of,
         n_customers=len(pop),
         models={name: _fitted(r) for name, r in results.items()},
-        rfm_edges=RfmEdges(
-            recency=quintile_edges(_column(pop.recency)),
-            frequency=quintile_edges(x),
-            monetary=quintile_edges(_column(pop.monetary)),
-        ),
+        rfm_edges=edges,
+        population={
+            "churn_risk": {level.value: pop.risk[level.value] for level in RiskLevel},
+            "segments": segment_counts(_column(pop.recency), x, edges),
+        },
         subscription_monthly_churn=monthly_churn(pop.subscribers_ended, pop.subscriber_months),
         population_gap_days=float(t_x[repeat].sum() / x[repeat].sum()) if repeat.any() else None,
     )
@@ -315,6 +325,10 @@ class ModelInForce:
             METRICS.model_info.labels(snapshot.name, snapshot.version).set(1)
         if stored.fitted_at is not None:
             METRICS.model_fit_timestamp.set(stored.fitted_at.timestamp())
+        for level, n in stored.population.get("churn_risk", {}).items():
+            METRICS.customers.labels(level).set(n)
+        for segment, n in stored.population.get("segments", {}).items():
+            METRICS.segment_customers.labels(segment).set(n)
         log.info("model version %s in force (was %s)", stored.version, old.version)
         return True
 

@@ -83,13 +83,13 @@ class Metrics:
         )
         self.customers = Gauge(
             "ltv_customers",
-            "Customers in this worker's partitions, by churn-risk level.",
+            "Customers by churn-risk level at the last model fit (same on every worker: use max).",
             ["churn_risk"],
             registry=registry,
         )
         self.segment_customers = Gauge(
             "ltv_segment_customers",
-            "Customers in this worker's partitions, by RFM segment.",
+            "Customers by RFM segment at the last model fit (same on every worker: use max).",
             ["segment"],
             registry=registry,
         )

@@ -144,3 +144,18 @@ def test_quintiles_split_a_uniform_population_evenly() -> None:
     assert counts == [21, 20, 20, 20, 19]
     with pytest.raises(ValueError):
         quintile_edges([])
+
+
+def test_segment_counts_agree_with_scoring_one_by_one() -> None:
+    from ltv.rfm import RfmEdges, rfm_score, segment_counts
+
+    edges = RfmEdges(recency=(10, 30, 60, 120), frequency=(0, 1, 2, 5), monetary=(1, 2, 3, 4))
+    recency = [0, 5, 10, 31, 61, 200, 45, 121, 30, 7]
+    frequency = [0, 3, 9, 1, 2, 0, 6, 1, 5, 2]
+    expected: dict[str, int] = {}
+    for r, f in zip(recency, frequency, strict=True):
+        name = rfm_score(r, f, 0, edges).segment.value
+        expected[name] = expected.get(name, 0) + 1
+    counts = segment_counts(recency, frequency, edges)
+    assert {k: v for k, v in counts.items() if v} == expected
+    assert sum(counts.values()) == len(recency)

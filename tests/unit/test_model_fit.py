@@ -179,6 +179,10 @@ def test_fit_of_cdnow_states_reproduces_the_published_figures(cdnow_population: 
     assert record.version is not None and record.version.startswith("20261122T120000Z-")
     assert record.rfm_edges is not None and record.subscription_monthly_churn is None
     assert record.population_gap_days is not None and record.population_gap_days > 0
+    segments = record.population["segments"]
+    assert sum(segments.values()) == 2357
+    assert segments["champions"] > 0 and segments["hibernating"] > 0
+    assert set(record.population["churn_risk"]) == {"low", "medium", "high", "churned"}
 
 
 def test_fit_refuses_populations_it_cannot_fit() -> None:
