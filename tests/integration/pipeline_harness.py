@@ -16,7 +16,8 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -302,3 +303,14 @@ async def consume_raw(
     finally:
         await consumer.stop()
     return out
+
+
+@asynccontextmanager
+async def deployed(tmp: Path, **options: Any) -> AsyncIterator[Deployment]:
+    """A Deployment whose workers, topics and Redis keys are removed on exit."""
+    require_servers()
+    deployment = Deployment(tmp, **options)
+    try:
+        yield deployment
+    finally:
+        await deployment.cleanup()

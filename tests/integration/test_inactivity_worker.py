@@ -21,9 +21,9 @@ from pipeline_harness import (
     REDIS_URL,
     Deployment,
     consume,
+    deployed,
     event,
     produce,
-    require_servers,
     wait_until,
 )
 
@@ -36,16 +36,9 @@ IDLE_CUSTOMERS = 1000
 
 @pytest.fixture
 async def deployment(tmp_path: Path) -> AsyncIterator[Deployment]:
-    require_servers()
-    dep = Deployment(
-        tmp_path,
-        partitions=1,
-        extra_env={"LTV_CLOCK": "event", "LTV_INACTIVITY_INTERVAL": "0.5"},
-    )
-    try:
+    env = {"LTV_CLOCK": "event", "LTV_INACTIVITY_INTERVAL": "0.5"}
+    async with deployed(tmp_path, partitions=1, extra_env=env) as dep:
         yield dep
-    finally:
-        await dep.cleanup()
 
 
 def purchase(dep: Deployment, customer: str, day: int) -> tuple[str, bytes, bytes]:

@@ -25,7 +25,14 @@ from typing import Any
 
 import pytest
 import yaml
-from pipeline_harness import ROOT, Deployment, WorkerProcess, free_port, require_servers, wait_until
+from pipeline_harness import (
+    ROOT,
+    Deployment,
+    WorkerProcess,
+    deployed,
+    free_port,
+    wait_until,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
@@ -91,12 +98,8 @@ def _binary(name: str) -> str:
 
 @pytest.fixture
 async def deployment(tmp_path: Path) -> AsyncIterator[Deployment]:
-    require_servers()
-    dep = Deployment(tmp_path)
-    try:
+    async with deployed(tmp_path) as dep:
         yield dep
-    finally:
-        await dep.cleanup()
 
 
 @pytest.fixture

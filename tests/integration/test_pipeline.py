@@ -10,7 +10,7 @@ from typing import Any
 
 import orjson
 import pytest
-from pipeline_harness import Deployment, consume, event, produce, require_servers
+from pipeline_harness import Deployment, consume, deployed, event, produce
 
 from state.fx import load_fx_table
 
@@ -19,12 +19,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
 @pytest.fixture
 async def deployment(tmp_path: Path) -> AsyncIterator[Deployment]:
-    require_servers()
-    dep = Deployment(tmp_path)
-    try:
+    async with deployed(tmp_path) as dep:
         yield dep
-    finally:
-        await dep.cleanup()
 
 
 def purchase(
@@ -132,9 +128,7 @@ async def test_duplicates_change_nothing_and_garbage_is_dead_lettered(
 
 
 async def test_customer_endpoint_answers_from_the_owner_with_the_token(tmp_path: Path) -> None:
-    require_servers()
-    dep = Deployment(tmp_path, extra_env={"LTV_API_TOKEN": "t0ken-for-tests"})
-    try:
+    async with deployed(tmp_path, extra_env={"LTV_API_TOKEN": "t0ken-for-tests"}) as dep:
         worker = dep.start_worker()
         await produce(
             [
@@ -163,8 +157,6 @@ async def test_customer_endpoint_answers_from_the_owner_with_the_token(tmp_path:
         assert worker.get("/customers/c-7")[0] == 401
         assert worker.get("/customers/c-7", {"Authorization": "Bearer wrong"})[0] == 401
         assert b"t0ken-for-tests" not in worker.log_path.read_bytes()
-    finally:
-        await dep.cleanup()
 
 
 def _days_ago(days: int) -> str:
