@@ -97,6 +97,30 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     return asyncio.run(fit_command(_settings_or_exit(), args.as_of, wait=args.wait))
 
 
+def _cmd_customer(args: argparse.Namespace) -> int:
+    """Ask a worker for one customer's current valuation (GET /customers/{id})."""
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+
+    settings = _settings_or_exit()
+    base = args.url or f"http://{settings.web_host}:{settings.web_port}"
+    url = f"{base}/customers/{urllib.parse.quote(args.customer_id, safe='')}"
+    headers = {}
+    if settings.api_token:
+        headers["Authorization"] = f"Bearer {settings.api_token}"
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=10) as r:
+            print(r.read().decode())
+            return 0
+    except urllib.error.HTTPError as exc:
+        print(f"ltv customer: {exc.code} {exc.read().decode(errors='replace')}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"ltv customer: no worker answers at {base}: {exc}", file=sys.stderr)
+        return 1
+
+
 #: Benchmarks runnable as ``ltv bench NAME`` (bench/NAME.py, in a source checkout).
 BENCHMARKS = ("throughput", "latency", "recovery", "memory")
 
@@ -166,6 +190,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--wait", type=float, default=120.0, help="seconds to wait while another fit holds the lock"
     )
     fit.set_defaults(func=_cmd_fit)
+
+    customer = sub.add_parser("customer", help="print a customer's current ltv.updates body")
+    customer.add_argument("customer_id")
+    customer.add_argument("--url", default=None, help="a worker's base URL (default: LTV_WEB_*)")
+    customer.set_defaults(func=_cmd_customer)
 
     bench = sub.add_parser(
         "bench",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -157,6 +159,15 @@ async def test_customer_endpoint_answers_from_the_owner_with_the_token(tmp_path:
         assert worker.get("/customers/c-7")[0] == 401
         assert worker.get("/customers/c-7", {"Authorization": "Bearer wrong"})[0] == 401
         assert b"t0ken-for-tests" not in worker.log_path.read_bytes()
+        cli = subprocess.run(
+            [sys.executable, "-m", "streams.cli", "customer", "c-7"],
+            env=dep.env(worker.web_port),
+            capture_output=True,
+            timeout=30,
+            check=False,
+        )
+        assert cli.returncode == 0, cli.stderr
+        assert orjson.loads(cli.stdout)["orders"] == 2
 
 
 def _days_ago(days: int) -> str:
