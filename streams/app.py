@@ -105,6 +105,9 @@ customers = app.Table(
     partitions=settings.partitions,
     key_type=bytes,
     value_type=bytes,
+    # The inactivity schedule has no changelog: a customer recovered from the
+    # changelog is looked at again at once, which files its next check.
+    options={"schedule_recovered": True},
 )
 
 

@@ -94,6 +94,10 @@ class PartitionBuffer:
         if self.sealed_offset is None or offset > self.sealed_offset:
             self.sealed_offset = offset
 
+    def recover_index(self, key: bytes, score: float | None) -> None:
+        """Buffer the index entry of a recovered key, sealed with its value."""
+        self.sealed_index[key] = score
+
     def lookup(self, key: bytes) -> Lookup:
         """Return the newest buffered value of ``key``."""
         for layer in (self.open, self.sealed, self.inflight):

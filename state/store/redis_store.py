@@ -137,7 +137,11 @@ class RedisStore(SerializedStore):  # type: ignore[type-arg]
     Extra API for the app: ``prefetch``, ``seal``, ``flush``, ``healthy``,
     ``ready``, ``schedule``, ``due``, ``active_partitions``. Table options
     (``Table(options=...)``): ``metrics`` -- a :class:`StoreMetrics`
-    (default: on the default registry).
+    (default: on the default registry); ``schedule_recovered`` -- when true,
+    every key recovered from the changelog is filed in the schedule as due
+    at once (a deleted key leaves it), because the schedule itself has no
+    changelog: after Redis lost a partition, its entries are rebuilt by the
+    app's next look at each key.
     """
 
     def __init__(self, url: str | URL, app: AppT, table: CollectionT, **kwargs: Any) -> None:
@@ -146,6 +150,7 @@ class RedisStore(SerializedStore):  # type: ignore[type-arg]
         self.layout = KeyLayout(app.conf.id, self.table_name)
         options = self.options or {}
         self.metrics: StoreMetrics = options.get("metrics") or default_metrics()
+        self._schedule_recovered = bool(options.get("schedule_recovered", False))
         self._sync = self.config.sync_client()
         self._async = self.config.async_client()
         self._buffers: dict[int, PartitionBuffer] = {}
@@ -287,6 +292,8 @@ class RedisStore(SerializedStore):  # type: ignore[type-arg]
             if message.key is None:
                 raise TypeError(f"Changelog entry is missing key: {message}")
             buffer.recover(message.key, message.value, message.offset)
+            if self._schedule_recovered:
+                buffer.recover_index(message.key, None if message.value is None else 0.0)
             self.set_persisted_offset(message.tp, message.offset)
         self._after_write()
 

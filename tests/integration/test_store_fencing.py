@@ -36,7 +36,12 @@ class FakeProducer:
         self.log.append("producer.flush")
 
 
-def make_store(app_id: str, log: list[str], ends: Mapping[TP, int] | None = None) -> RedisStore:
+def make_store(
+    app_id: str,
+    log: list[str],
+    ends: Mapping[TP, int] | None = None,
+    **options: Any,
+) -> RedisStore:
     async def highwaters(*tps: TP) -> Mapping[TP, int]:
         return {tp: (ends or {}).get(tp, 10**9) for tp in tps}
 
@@ -54,7 +59,7 @@ def make_store(app_id: str, log: list[str], ends: Mapping[TP, int] | None = None
         f"{REDIS_URL}?flush_interval=60",
         app,
         table,
-        options={"metrics": StoreMetrics(CollectorRegistry())},
+        options={"metrics": StoreMetrics(CollectorRegistry()), **options},
     )
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 from faust.types import TP
@@ -88,3 +90,31 @@ async def test_a_fenced_store_gets_nothing_due_and_wipe_drops_the_schedule(
     assert schedule(store) == {b"a": 1.0}
     newer._clear()
     assert schedule(store) == {}
+
+
+async def test_keys_recovered_from_the_changelog_are_due_at_once() -> None:
+    """The schedule has no changelog: a rebuilt partition files every key as due."""
+    require_servers()
+    store = make_store(f"sched-{uuid.uuid4().hex[:8]}", [], schedule_recovered=True)
+    plain = make_store(f"sched-{uuid.uuid4().hex[:8]}", [])
+    try:
+        for s in (store, plain):
+            await s.on_rebalance({TP0}, set(), {TP0})
+            s.apply_changelog_batch(
+                [changelog_event(b"a", b"1", 5), changelog_event(b"gone", None, 6)],
+                to_key=bytes,
+                to_value=bytes,
+            )
+            await s.flush()
+        assert schedule(store) == {b"a": 0.0}
+        assert await store.due(0, until=1.0, limit=10, retry_at=99.0) == [b"a"]
+        assert schedule(plain) == {}
+        assert plain._sync.hgetall(plain.layout.data_key(0)) == {b"a": b"1"}
+    finally:
+        store.reset_state()
+        plain.reset_state()
+
+
+def changelog_event(key: bytes, value: bytes | None, offset: int) -> Any:
+    message = SimpleNamespace(key=key, value=value, offset=offset, partition=0, tp=TP0)
+    return SimpleNamespace(message=message)
