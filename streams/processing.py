@@ -397,12 +397,22 @@ class Processor:
         return outputs
 
     def _dead_output(self, record: Record, error: EventError, now: datetime) -> Output:
+        value = record.value
+        if len(value) > self.max_bytes:
+            # Republished whole (base64 or escaped), an oversized value can exceed
+            # what the producer or broker accepts, and the send would crash the
+            # agent: keep its head; source partition and offset locate the rest.
+            value = value[: self.max_bytes]
+            error = EventError(
+                error.code,
+                f"{error.message}; value holds the first {len(value)} of {len(record.value)} bytes",
+            )
         letter = DeadLetter.build(
             source_topic=record.topic,
             partition=record.partition,
             offset=record.offset,
             key=record.key,
-            value=record.value,
+            value=value,
             error=error,
             failed_at=now,
         )
