@@ -14,6 +14,7 @@ import asyncio
 import json
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -21,6 +22,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -72,6 +74,11 @@ def infra(args: argparse.Namespace) -> Infra:
 def run_id() -> str:
     """A fresh name: topics, consumer groups and Redis keys of one run."""
     return f"bench{uuid.uuid4().hex[:8]}"
+
+
+def size_suffix(n: int) -> str:
+    """``1m`` / ``100k``: how the JSON keys name a population size."""
+    return f"{n // 1_000_000}m" if n % 1_000_000 == 0 else f"{n // 1000}k"
 
 
 def free_port() -> int:
@@ -207,6 +214,66 @@ class Worker:
             self._log.close()
 
 
+class Profiler:
+    """py-spy sampling a worker (idle frames included) into a collapsed-stack file.
+
+    ``summary`` turns the samples into the table the README quotes: the share
+    of samples in which a function is on the stack (inclusive) and at the
+    top (self), so "where the time goes" is read off one run.
+    """
+
+    def __init__(self, pid: int, path: Path) -> None:
+        self.path = path
+        py_spy = Path(sys.executable).with_name("py-spy")
+        self._process = subprocess.Popen(
+            [
+                *(str(py_spy), "record", "--pid", str(pid), "--format", "raw", "--idle"),
+                *("--rate", "200", "--nonblocking", "--output", str(path)),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
+    def stop(self) -> None:
+        self._process.send_signal(signal.SIGINT)
+        self._process.wait(60)
+
+    def summary(self, top: int = 25) -> list[tuple[str, float, float]]:
+        """(function, inclusive %, self %) of the ``top`` functions by inclusive share."""
+        inclusive: Counter[str] = Counter()
+        own: Counter[str] = Counter()
+        total = 0
+        for line in self.path.read_text().splitlines():
+            stack, _, count = line.rpartition(" ")
+            if not stack:
+                continue
+            n = int(count)
+            total += n
+            frames = [_frame_name(f) for f in stack.split(";")]
+            for name in set(frames):
+                inclusive[name] += n
+            own[frames[-1]] += n
+        if not total:
+            return []
+        return [
+            (name, 100.0 * n / total, 100.0 * own[name] / total)
+            for name, n in inclusive.most_common(top)
+        ]
+
+
+def _frame_name(frame: str) -> str:
+    """``func (path/to/module.py:12)`` -> ``module.func``: stable across line edits."""
+    func, _, where = frame.partition(" (")
+    module = Path(where.split(":", 1)[0]).stem
+    return f"{module}.{func}"
+
+
+def print_profile(rows: list[tuple[str, float, float]]) -> None:
+    print(f"{'function (py-spy, idle included)':<60} {'incl %':>7} {'self %':>7}")
+    for name, incl, self_pct in rows:
+        print(f"{name[:60]:<60} {incl:>7.1f} {self_pct:>7.1f}")
+
+
 def wait_until(
     condition: Callable[[], bool], timeout: float, what: str, poll: float = 0.05
 ) -> float:
@@ -223,7 +290,7 @@ def drain_rate(workers: list[Worker], total: int, timeout: float) -> tuple[float
     """Events/s of ``workers`` draining ``total`` preloaded events, and the seconds taken.
 
     Timed from the first processed event (start-up and partition assignment
-    excluded) to the last, sampling /metrics every 0.1 s.
+    excluded) to the last, sampling /metrics every 0.25 s.
     """
     first: tuple[float, float] | None = None
     deadline = time.monotonic() + timeout
@@ -235,7 +302,7 @@ def drain_rate(workers: list[Worker], total: int, timeout: float) -> tuple[float
             first = (now, done)
         if done >= total:
             break
-        time.sleep(0.1)
+        time.sleep(0.25)  # /metrics costs the worker CPU: don't scrape too often
     if first is None or done < total:
         raise SystemExit(f"bench: workers processed {done:.0f} of {total} within {timeout:.0f}s")
     elapsed = max(time.monotonic() - first[0], 1e-9)

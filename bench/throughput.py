@@ -21,16 +21,19 @@ import argparse
 import asyncio
 import time
 from collections import defaultdict
+from pathlib import Path
 
 import orjson
 from _harness import (
     Infra,
+    Profiler,
     Worker,
     add_common_args,
     cleanup,
     drain_rate,
     infra,
     preload,
+    print_profile,
     report,
     run_id,
     running,
@@ -78,7 +81,14 @@ async def baseline(topics: list[str], output: str, total: int, servers: Infra) -
         await consumer.stop()
 
 
-def run(events: int, customers: int, servers: Infra, timeout: float, two: bool) -> dict[str, float]:
+def run(
+    events: int,
+    customers: int,
+    servers: Infra,
+    timeout: float,
+    two: bool,
+    profile: Path | None = None,
+) -> dict[str, float]:
     topics = run_id()
     one, pair = f"{topics}w1", f"{topics}w2"
     settings = settings_for(settings_env(topics, one, servers))
@@ -87,7 +97,11 @@ def run(events: int, customers: int, servers: Infra, timeout: float, two: bool) 
         worker = Worker(f"{one}-a", settings_env(topics, one, servers))
         worker.start()
         with running(worker):
+            profiler = None if profile is None else Profiler(worker.pid, profile)
             worker_rate, worker_s = drain_rate([worker], loaded, timeout)
+            if profiler is not None:
+                profiler.stop()
+                print_profile(profiler.summary())
         inputs = [settings.topic_purchases, settings.topic_cancellations]
         base_rate = asyncio.run(baseline(inputs, f"{topics}.baseline", loaded, servers))
         figures: dict[str, float] = {
@@ -113,9 +127,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--customers", type=int, default=100_000)
     parser.add_argument("--no-two-workers", dest="two", action="store_false")
+    parser.add_argument(
+        "--profile", type=Path, default=None, help="py-spy the worker's drain into this file"
+    )
     add_common_args(parser)
     args = parser.parse_args(argv)
-    figures = run(args.events, args.customers, infra(args), args.timeout, args.two)
+    servers = infra(args)
+    figures = run(args.events, args.customers, servers, args.timeout, args.two, args.profile)
     report("throughput", figures, args.json)
 
 
