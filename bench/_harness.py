@@ -196,6 +196,11 @@ class Worker:
         assert match, status
         return int(match.group(1)) * 1024
 
+    def cpu_seconds(self) -> float:
+        """User + system CPU time the worker process has used so far."""
+        fields = Path(f"/proc/{self.pid}/stat").read_text().rpartition(")")[2].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def kill(self) -> None:
         """SIGKILL: no flush, no leave-group, no goodbye."""
         assert self.process is not None
@@ -286,27 +291,39 @@ def wait_until(
     raise SystemExit(f"bench: timed out after {timeout:.0f}s waiting for {what}")
 
 
-def drain_rate(workers: list[Worker], total: int, timeout: float) -> tuple[float, float]:
-    """Events/s of ``workers`` draining ``total`` preloaded events, and the seconds taken.
+@dataclass(frozen=True)
+class Drain:
+    """How ``workers`` drained a preloaded backlog."""
+
+    events_per_s: float
+    seconds: float
+    #: CPU seconds the workers used per wall second of the drain (1.0 = one core).
+    cpu_share: float
+
+
+def drain_rate(workers: list[Worker], total: int, timeout: float) -> Drain:
+    """Time ``workers`` draining ``total`` preloaded events.
 
     Timed from the first processed event (start-up and partition assignment
-    excluded) to the last, sampling /metrics every 0.25 s.
+    excluded) to the last, sampling /metrics every 0.25 s (a scrape costs
+    the worker CPU: sampling faster slows what is measured).
     """
-    first: tuple[float, float] | None = None
+    first: tuple[float, float, float] | None = None
     deadline = time.monotonic() + timeout
     done = 0.0
     while time.monotonic() < deadline:
         done = sum(w.processed() for w in workers)
         now = time.monotonic()
         if done > 0 and first is None:
-            first = (now, done)
+            first = (now, done, sum(w.cpu_seconds() for w in workers))
         if done >= total:
             break
-        time.sleep(0.25)  # /metrics costs the worker CPU: don't scrape too often
+        time.sleep(0.25)
     if first is None or done < total:
         raise SystemExit(f"bench: workers processed {done:.0f} of {total} within {timeout:.0f}s")
     elapsed = max(time.monotonic() - first[0], 1e-9)
-    return (total - first[1]) / elapsed, elapsed
+    cpu = sum(w.cpu_seconds() for w in workers) - first[2]
+    return Drain((total - first[1]) / elapsed, elapsed, cpu / elapsed)
 
 
 async def _delete_topics(prefixes: tuple[str, ...], bootstrap: str) -> None:

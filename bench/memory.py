@@ -44,7 +44,7 @@ def measure(n: int, events: int, servers: Infra, timeout: float) -> dict[str, fl
         worker = Worker(f"{app_id}-memory", env)
         worker.start()
         with running(worker):
-            rate, _ = drain_rate([worker], sent, timeout)
+            rate = drain_rate([worker], sent, timeout).events_per_s
             figures.update(
                 events=sent, events_per_s=round(rate), worker_rss_bytes=worker.peak_rss()
             )

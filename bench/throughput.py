@@ -98,7 +98,7 @@ def run(
         worker.start()
         with running(worker):
             profiler = None if profile is None else Profiler(worker.pid, profile)
-            worker_rate, worker_s = drain_rate([worker], loaded, timeout)
+            drain = drain_rate([worker], loaded, timeout)
             if profiler is not None:
                 profiler.stop()
                 print_profile(profiler.summary())
@@ -106,17 +106,20 @@ def run(
         base_rate = asyncio.run(baseline(inputs, f"{topics}.baseline", loaded, servers))
         figures: dict[str, float] = {
             "events": loaded,
-            "worker_seconds": round(worker_s, 2),
-            "worker_events_per_s": round(worker_rate),
+            "worker_seconds": round(drain.seconds, 2),
+            "worker_events_per_s": round(drain.events_per_s),
+            "worker_cpu_share": round(drain.cpu_share, 2),
             "baseline_events_per_s": round(base_rate),
-            "ratio": round(worker_rate / base_rate, 3),
+            "ratio": round(drain.events_per_s / base_rate, 3),
         }
         if two:
             workers = [Worker(f"{pair}-{n}", settings_env(topics, pair, servers)) for n in "ab"]
             for w in workers:
                 w.start()
             with running(*workers):
-                figures["two_workers_events_per_s"] = round(drain_rate(workers, loaded, timeout)[0])
+                both = drain_rate(workers, loaded, timeout)
+            figures["two_workers_events_per_s"] = round(both.events_per_s)
+            figures["two_workers_cpu_share"] = round(both.cpu_share, 2)
         return figures
     finally:
         cleanup((topics,), servers)
