@@ -216,7 +216,8 @@ def check_dead_letters(
     report.replayed_outputs += total - len(distinct)
     got = Counter(distinct.values())
     if got != expected:
-        report.fail(f"dead-letter codes {dict(got)} != expected {dict(expected)}")
+        extra = [(i, c) for i, c in distinct.items() if got[c] > expected.get(c, 0)][:5]
+        report.fail(f"dead-letter codes {dict(got)} != expected {dict(expected)}; e.g. {extra}")
 
 
 def check_updates(
