@@ -67,8 +67,13 @@ pytestmark = [
     pytest.mark.timeout(3600 if LONG else 420),
 ]
 
+#: The oracle models event-driven transitions only: no inactivity tick within a
+#: case (time-driven risk changes and expiries have their own integration test;
+#: on the wall clock a tick would also expire every cancellation racing its
+#: purchase in these 2025 streams at once).
+REPLAY = {"LTV_INACTIVITY_INTERVAL": "86400"}
 #: A killed worker leaves the group after 6 s (the broker's minimum), not Faust's 60 s.
-FAST_GROUP = {"BROKER_SESSION_TIMEOUT": "6", "BROKER_HEARTBEAT_INTERVAL": "1"}
+FAST_GROUP = {**REPLAY, "BROKER_SESSION_TIMEOUT": "6", "BROKER_HEARTBEAT_INTERVAL": "1"}
 #: Longest wait for the outputs of a whole stream.
 DRAIN_TIMEOUT = 1800.0 if LONG else 120.0
 
@@ -301,7 +306,7 @@ async def test_redis_restart_and_outage(
     require_servers()
     started = time.monotonic()
     private.up("redis")
-    dep = deployment(redis_url=private.redis_url)
+    dep = deployment(redis_url=private.redis_url, extra_env=REPLAY)
     stream, oracle, report = mixed(dep, size(10_000, 60_000), seed=902)
     outage = size(6, 30)
     worker = dep.start_worker()
@@ -513,7 +518,7 @@ def _nest(depth: int) -> Any:
 async def test_hostile_input(deployment: Callable[..., Deployment]) -> None:
     require_servers()
     started = time.monotonic()
-    dep = deployment()
+    dep = deployment(extra_env=REPLAY)
     rng = random.Random(905)
     stream = build_stream(
         dep.purchases, dep.cancellations, events=size(3000, 20_000), seed=905, garbage_rate=0
