@@ -13,7 +13,6 @@ import weakref
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import timedelta
 
 from faust import StreamT
@@ -28,7 +27,7 @@ from state.fx import load_fx_table
 from streams import inactivity
 from streams.app import app, customer_store, customers, settings, topics
 from streams.metrics import METRICS, NO_LEVEL
-from streams.processing import EventType, NextCheck, Processor, Record, Result, utc_now
+from streams.processing import EventType, Processor, Record, Result, utc_now
 from streams.settings import Settings
 
 
@@ -89,17 +88,7 @@ async def _consume(kind: EventType, stream: StreamT) -> None:  # type: ignore[ty
 
 
 async def _process_batch(kind: EventType, events: Sequence[EventT]) -> None:  # type: ignore[type-arg]
-    """Handle a batch in arrival order; the events are acked when this returns.
-
-    Outputs before state: the batch's outputs are sent and ACKNOWLEDGED
-    before its table writes, so a changelog record never reaches the
-    broker ahead of the outputs of the events it carries. Otherwise a kill
-    -9 between the two loses those outputs for good: recovery restores the
-    state from the changelog, the uncommitted input is replayed, the ledger
-    calls it a duplicate and publishes nothing (a version gap). Within the
-    batch, later events of a customer read the staged state; each customer
-    gets one table write (one changelog record) per batch.
-    """
+    """Handle a batch in arrival order; the events are acked when this returns."""
     store = customer_store()
     wanted: dict[int, list[bytes]] = defaultdict(list)
     for event in events:
@@ -107,8 +96,6 @@ async def _process_batch(kind: EventType, events: Sequence[EventT]) -> None:  # 
             wanted[event.message.partition].append(event.message.key)
     await asyncio.gather(*(store.prefetch(p, keys) for p, keys in wanted.items()))
     now = utc_now()
-    staged: dict[bytes, _Staged] = {}
-    acks = []
     for event in events:
         message = event.message
         started = time.perf_counter()
@@ -120,46 +107,20 @@ async def _process_batch(kind: EventType, events: Sequence[EventT]) -> None:  # 
             key=message.key,
             value=message.value or b"",
         )
-        key = message.key
-        stage = staged.get(key) if key else None
-        stored: bytes | None
-        with _current(event):  # reads go to the event's partition
-            if stage is not None and stage.state is not None:
-                stored = stage.state
-            else:
-                stored = customers.get(key) if key else None
-        result = processor.handle(kind, record, stored, now)
-        if key and (result.state is not None or result.next_check is not None):
-            stage = staged.setdefault(key, _Staged(event))
-            stage.event = event
-            if result.state is not None:
-                stage.state = result.state
-            if result.next_check is not None:
-                stage.next_check = result.next_check
-        for output in result.outputs:
-            acks.append(await _outputs[output.kind].send(key=output.key, value=output.value))
-        _observe(kind, result, started)
-    if acks:
-        await asyncio.gather(*acks)
-    for key, stage in staged.items():
-        with _current(stage.event):  # writes go to the event's partition
-            if stage.state is not None:
-                customers[key] = stage.state
-            if stage.next_check is not None:
+        with _current(event):  # reads and writes go to the event's partition
+            stored = customers.get(message.key) if message.key else None
+            result = processor.handle(kind, record, stored, now)
+            if message.key and result.state is not None:
+                customers[message.key] = result.state
+            if message.key and result.next_check is not None:
                 # Buffered with the state above: flushed to Redis in one script.
-                at = stage.next_check.at
-                store.schedule(key, None if at is None else at.timestamp())
-    # The batch's outputs are acknowledged: its state writes may now be flushed.
+                at = result.next_check.at
+                store.schedule(message.key, None if at is None else at.timestamp())
+        for output in result.outputs:
+            await _outputs[output.kind].send(key=output.key, value=output.value)
+        _observe(kind, result, started)
+    # The batch's outputs are with the producer: its state writes may now be flushed.
     store.seal()
-
-
-@dataclass
-class _Staged:
-    """A customer's newest state and schedule entry within a batch, not yet written."""
-
-    event: EventT  # type: ignore[type-arg]
-    state: bytes | None = None
-    next_check: NextCheck | None = None
 
 
 def _observe(kind: EventType, result: Result, started: float) -> None:
