@@ -8,7 +8,8 @@ other query option (``ssl_cert_reqs``, ``socket_timeout``, ...) passes through.
 Options: ``flush_interval`` (s, 0.5), ``flush_keys`` (sealed keys that
 trigger an early flush, 10000), ``max_dirty`` (buffered keys above which
 ``prefetch`` blocks -- backpressure, 200000), ``cache_size`` (clean LRU
-entries, 100000), ``chunk_keys`` (keys per Lua call, 5000), ``timeout``
+entries, 20000: with one pipelined prefetch per batch a miss is cheap, and
+each cached state costs the worker ~1 KB), ``chunk_keys`` (keys per Lua call, 5000), ``timeout``
 (producer flush and shutdown/revocation flush deadline, s, 30).
 """
 
@@ -43,7 +44,7 @@ class StoreConfig:
     flush_interval: float = 0.5
     flush_keys: int = 10_000
     max_dirty: int = 200_000
-    cache_size: int = 100_000
+    cache_size: int = 20_000
     chunk_keys: int = 5_000
     timeout: float = 30.0
 
