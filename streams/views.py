@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from aiokafka.partitioner import DefaultPartitioner
 from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -16,6 +17,10 @@ from streams.metrics import METRICS
 from streams.processing import utc_now
 
 _redis = redis_client(settings.redis_url)
+# Input records are keyed by customer id with the producer's default
+# partitioner, so this is the partition that holds the customer's state.
+_PARTITIONER = DefaultPartitioner()
+_ALL_PARTITIONS = list(range(settings.partitions))
 
 
 async def _redis_reachable() -> bool:
@@ -91,7 +96,17 @@ class Customer(View):
             return self.json(
                 {"error": "unauthorized"}, status=401, headers={"WWW-Authenticate": "Bearer"}
             )
-        stored = customers.get(customer_id.encode())
+        key = customer_id.encode()
+        partition = _PARTITIONER(key, _ALL_PARTITIONS, _ALL_PARTITIONS)
+        if partition not in customer_store().active_partitions():
+            # Routed here by a stale assignment (a rebalance is under way):
+            # "unknown" would be a lie, so ask the caller to retry.
+            return self.json(
+                {"error": "partition not served here right now, retry", "partition": partition},
+                status=503,
+                headers={"Retry-After": "1"},
+            )
+        stored = customers.get(key)
         if stored is None:
             return self.json({"error": "unknown customer", "customer_id": customer_id}, status=404)
         body = processor.current_update(stored, utc_now())
