@@ -270,8 +270,11 @@ def mixed(dep: Deployment, events: int, seed: int) -> tuple[MixedStream, Oracle,
 # --------------------------------------------------------------------------- 1. kill -9
 
 
+# Known open bugs (see the reasons). Not strict: whether a run hits the crash
+# window depends on where the random kills land, so an occasional pass must not
+# fail `make test`; every run still reports its figures and problems.
 @pytest.mark.xfail(
-    strict=True,
+    strict=False,
     reason=(
         "lost ltv.updates after kill -9 (seen: c-000352 versions 1, 3): _process_batch writes "
         "the state to the table (Faust sends its changelog record at once) before it sends "
@@ -280,7 +283,8 @@ def mixed(dep: Deployment, events: int, seed: int) -> tuple[MixedStream, Oracle,
         "restores the state from the changelog tail, the uncommitted input is replayed, the "
         "ledger answers duplicate and the update is never published. Awaiting the outputs' "
         "acks before the table writes closes it but lost events in the rebalance case "
-        "(not understood yet): open"
+        "(not understood yet); an outbox of outputs inside the changelog value closed the "
+        "gap in a trial but replays from far back still give late_event dead letters: open"
     ),
 )
 async def test_kill_9_at_random_moments(deployment: Callable[..., Deployment]) -> None:
@@ -405,13 +409,13 @@ async def _rebalances(dep: Deployment, events: int, seed: int, case: str) -> Non
 
 
 @pytest.mark.xfail(
-    strict=True,
+    strict=False,  # timing-dependent like the kill -9 case above
     reason=(
         "after join/leave/kill rebalances a partition is replayed from far back (purchases "
         "at offsets 1, 21, 31 of partition 0): already applied events older than their "
         "customer's compaction horizon are dead-lettered as late_event (60-80 spurious dead "
-        "letters) although the states are right; and GET /customers/c-000297 answers 404 "
-        "from a worker after the rebalances (routing or ownership, not diagnosed): open"
+        "letters) although the states are right; a stale route answered GET /customers with "
+        "404 (now 503 + Retry-After, which the check still counts as a miss): open"
     ),
 )
 async def test_rebalances_three_workers(deployment: Callable[..., Deployment]) -> None:
