@@ -23,9 +23,7 @@ async def test_mixed_stream_matches_the_oracle(tmp_path: Path) -> None:
     dep = Deployment(tmp_path)
     try:
         worker = dep.start_worker()
-        stream = build_stream(
-            dep.purchases, dep.cancellations, events=EVENTS, seed=20_000, customers=6000
-        )
+        stream = build_stream(dep.purchases, dep.cancellations, events=EVENTS, seed=20_000)
         assert len(stream.records) == EVENTS
         await produce(stream.records)
         oracle = stream.oracle()
