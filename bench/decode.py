@@ -9,10 +9,9 @@ pure work an agent does.  Best of 5 runs, to report the machine rather than nois
 from __future__ import annotations
 
 import argparse
-import time
-from collections.abc import Callable
 
 import orjson
+from _timing import best_us
 
 from state.customer import StateConfig, apply_purchase, new_state
 from state.events import decode_cancellation, decode_purchase
@@ -45,16 +44,6 @@ CANCELLATION = orjson.dumps(
         "reason": "returned",
     }
 )
-
-
-def best_us(fn: Callable[[], object], n: int) -> float:
-    runs = []
-    for _ in range(5):
-        start = time.perf_counter()
-        for _ in range(n):
-            fn()
-        runs.append((time.perf_counter() - start) / n * 1e6)
-    return min(runs)
 
 
 def main() -> None:

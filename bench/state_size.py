@@ -10,12 +10,12 @@ the old ones into aggregates.  Encode/decode times are per call, best of 5.
 
 from __future__ import annotations
 
-import time
 import uuid
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from functools import partial
+
+from _timing import best_us
 
 from state.codec import decode_state, encode_state
 from state.customer import CustomerState, StateConfig, apply_cancellation, apply_purchase, new_state
@@ -64,16 +64,6 @@ def customer(orders: int, span_days: float) -> CustomerState:
     return state
 
 
-def best_us(fn: Callable[[], object], n: int = 200) -> float:
-    runs = []
-    for _ in range(5):
-        start = time.perf_counter()
-        for _ in range(n):
-            fn()
-        runs.append((time.perf_counter() - start) / n * 1e6)
-    return min(runs)
-
-
 def main() -> None:
     print(f"{'customer':34} {'bytes':>8} {'ledger':>7} {'encode us':>10} {'decode us':>10}")
     for orders, span, label in [
@@ -87,8 +77,8 @@ def main() -> None:
         assert decode_state(raw) == state
         print(
             f"{label:34} {len(raw):>8} {len(state.ledger):>7} "
-            f"{best_us(partial(encode_state, state)):>10.1f} "
-            f"{best_us(partial(decode_state, raw)):>10.1f}"
+            f"{best_us(partial(encode_state, state), 200):>10.1f} "
+            f"{best_us(partial(decode_state, raw), 200):>10.1f}"
         )
 
 
