@@ -27,6 +27,7 @@ import itertools
 import random
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import orjson
@@ -60,8 +61,8 @@ def partition_of(key: bytes, partitions: int) -> int:
     return (murmur2(key) & 0x7FFFFFFF) % partitions
 
 
-def templates(count: int = TEMPLATES) -> list[bytes]:
-    """Encoded states of ``count`` feed customers, each id replaced by a placeholder later."""
+def templates(count: int = TEMPLATES) -> list[CustomerState]:
+    """States of ``count`` feed customers (those with orders), cycled over the N ids."""
     cfg = StateConfig(fx=load_fx_table())
     states: dict[str, CustomerState] = {}
     for event in itertools.islice(feed(count, seed=3), count * 4):
@@ -72,13 +73,7 @@ def templates(count: int = TEMPLATES) -> list[bytes]:
         else:
             cancellation = decode_cancellation(raw, fx=cfg.fx)
             states[event.key] = apply_cancellation(state, cancellation, cfg).state
-    return [encode_state(s) for s in states.values() if s.orders]
-
-
-def _with_id(template: bytes, new_id: str) -> bytes:
-    """``template`` with its customer id (the first array element) replaced."""
-    end = template.index(b'",', 3) + 1  # after b'\x01["<id>"'
-    return template[:2] + orjson.dumps(new_id) + template[end:]
+    return [s for s in states.values() if s.orders]
 
 
 def states(n: int) -> Iterator[tuple[bytes, bytes]]:
@@ -86,7 +81,7 @@ def states(n: int) -> Iterator[tuple[bytes, bytes]]:
     bases = templates()
     for i in range(n):
         cid = customer_id(i)
-        yield cid.encode(), _with_id(bases[i % len(bases)], cid)
+        yield cid.encode(), encode_state(replace(bases[i % len(bases)], customer_id=cid))
 
 
 async def _write_changelog(
