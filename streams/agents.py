@@ -58,12 +58,8 @@ def build_processor(conf: Settings) -> Processor:
 
 
 processor = build_processor(settings)
-#: Output topic of each kind of processor output.
-_OUTPUT_TOPICS = {
-    "update": settings.topic_updates,
-    "churn": settings.topic_churn,
-    "dead_letter": settings.topic_dead_letter,
-}
+#: Output topic name of each kind of processor output.
+_OUTPUT_TOPICS = {kind: topic.get_topic_name() for kind, topic in topics.outputs().items()}
 
 
 #: Events handled together: one pipelined Redis read per partition per batch.

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import faust
 
 import state.store
+from state.envelope import OutputKind
+from streams.outbox import CustomerOutbox
 from streams.settings import Settings, load_settings
 
 settings: Settings = load_settings()
@@ -69,6 +71,10 @@ class Topics:
     #: Internal: due customers from the inactivity timer (streams.inactivity).
     inactivity: faust.TopicT
 
+    def outputs(self) -> dict[OutputKind, faust.TopicT]:
+        """The topic of each kind of processor output."""
+        return {"update": self.updates, "churn": self.churn, "dead_letter": self.dead_letter}
+
     def all(self) -> tuple[faust.TopicT, ...]:
         return (
             self.purchases,
@@ -101,9 +107,9 @@ topics = Topics(
     inactivity=_topic(settings.topic_inactivity),
 )
 
-# Per-customer state, keyed by customer_id bytes; values are the compact
-# encoding of state.codec, opaque to Faust (bytes types select the raw codec
-# for the store and the changelog).
+# Per-customer state, keyed by customer_id bytes; values are state.envelope
+# bytes (encoded state, input offsets, owed outputs), opaque to Faust (bytes
+# types select the raw codec for the store and the changelog).
 customers = app.Table(
     "customers",
     default=None,
@@ -112,7 +118,8 @@ customers = app.Table(
     value_type=bytes,
     # The inactivity schedule has no changelog: a customer recovered from the
     # changelog is looked at again at once, which files its next check.
-    options={"schedule_recovered": True},
+    # Values carry the outputs they owe: recovery resends them (streams.outbox).
+    options={"schedule_recovered": True, "outbox": CustomerOutbox(topics.outputs())},
 )
 
 

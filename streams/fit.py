@@ -59,8 +59,9 @@ from ltv.fitting import FitResult, FloatArray
 from ltv.formulas import ValueBasis, historic_ltv
 from ltv.rfm import RfmEdges, quintile_edges, segment_counts
 from ltv.risk import RiskLevel
-from state.codec import CodecError, decode_state
+from state.codec import CodecError
 from state.customer import CustomerState
+from state.envelope import customer_state
 from state.model_store import (
     FittedModel,
     ModelRecord,
@@ -129,9 +130,9 @@ class Population:
         return len(self.x)
 
     def add(self, raw: bytes) -> None:
-        """Fold one encoded state in (undecodable values are counted, not fatal)."""
+        """Fold one table value in (undecodable values are counted, not fatal)."""
         try:
-            s = decode_state(raw)
+            s = customer_state(raw)
         except CodecError:
             self.corrupt += 1
             return

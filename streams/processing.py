@@ -29,6 +29,7 @@ from typing import Literal
 from ltv.formulas import ValueBasis
 from ltv.schedule import risk_outlook
 from ltv.valuation import CustomerFigures, ModelSnapshot, Valuation, ValuationConfig, value
+from state import envelope
 from state.codec import decode_state, encode_state
 from state.customer import (
     Applied,
@@ -41,6 +42,7 @@ from state.customer import (
     new_state,
     set_risk,
 )
+from state.envelope import NO_OFFSETS, Output, Stored
 from state.events import (
     Cause,
     ChurnRiskChange,
@@ -58,16 +60,6 @@ log = logging.getLogger(__name__)
 
 #: "inactivity": the internal record of the inactivity timer (streams.inactivity).
 EventType = Literal["purchase", "cancellation", "inactivity"]
-OutputKind = Literal["update", "churn", "dead_letter"]
-
-
-@dataclass(frozen=True, slots=True)
-class Output:
-    """One record to publish: which output topic, its key and its JSON value."""
-
-    kind: OutputKind
-    key: bytes | None
-    value: bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,7 +73,9 @@ class NextCheck:
 class Result:
     """Outcome of one input record.
 
-    ``state`` is the new encoded state to store, or None when nothing changed.
+    ``state`` is the new table value (``state.envelope``: the encoded state,
+    the input offsets it includes and ``outputs`` as its outbox), or None
+    when there is nothing to remember.
     ``outcome`` is the metric label: applied, held, duplicate, dead_letter, ...
     ``next_check`` is the customer's new schedule entry, or None to leave it.
     """
@@ -139,16 +133,49 @@ class Processor:
     def handle(
         self, kind: EventType, record: Record, stored: bytes | None, now: datetime
     ) -> Result:
-        """Process one record; never raises for bad input (it becomes a dead letter)."""
+        """Process one record; never raises for bad input (it becomes a dead letter).
+
+        ``stored`` is the key's table value. A record at or below the input
+        offset it includes is a redelivery (Kafka replays from the last
+        committed offset) and is dropped unread: its effects, outputs
+        included, are in the stored value already (``state.envelope``).
+        """
+        held: Stored | None = None
         try:
-            return self._handle(kind, record, stored, now)
+            held = None if stored is None else envelope.decode(stored)
+            if (
+                held is not None
+                and kind != "inactivity"
+                and held.offsets.covers(kind, record.offset)
+            ):
+                return Result(outcome="duplicate")
+            result = self._handle(kind, record, None if held is None else held.state, now)
         except EventError as exc:
-            return self._dead(record, exc, now)
+            result = self._dead(record, exc, now)
         except Exception as exc:  # our own bug: keep the event, keep the worker
             log.exception(
                 "internal error on %s[%d]@%d", record.topic, record.partition, record.offset
             )
-            return self._dead(record, EventError(ErrorCode.INTERNAL, repr(exc)[:500]), now)
+            result = self._dead(record, EventError(ErrorCode.INTERNAL, repr(exc)[:500]), now)
+        return self._remember(kind, record, held, result)
+
+    @staticmethod
+    def _remember(kind: EventType, record: Record, held: Stored | None, result: Result) -> Result:
+        """Turn ``result.state`` into the table value: state, offsets and outbox.
+
+        A customer's record that only produced outputs (a dead letter) is
+        remembered too: otherwise a replay at or below a later offset would be
+        skipped and the dead letter lost if it was not yet acknowledged.
+        """
+        offsets = NO_OFFSETS if held is None else held.offsets
+        if kind != "inactivity":
+            offsets = offsets.advanced(kind, record.offset)
+        state = result.state
+        if state is None and held is not None and result.outputs and kind != "inactivity":
+            state = held.state
+        if state is not None:
+            result.state = envelope.encode(state, offsets, result.outputs)
+        return result
 
     def _handle(
         self, kind: EventType, record: Record, stored: bytes | None, now: datetime
@@ -316,7 +343,7 @@ class Processor:
         the current clock and ``cause`` is ``{"type": "query"}``, because the
         figures that depend on time (P(alive), expected orders) are re-valued.
         """
-        state = decode_state(stored)
+        state = envelope.customer_state(stored)
         clock = self.clock(now)
         valuation = value(self.figures(state, clock), self.model, self.valuation_cfg, clock)
         return self._update(state, Cause(type="query"), state.version, valuation, clock)

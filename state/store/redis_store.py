@@ -15,13 +15,13 @@ kept) the partition is stale: it is wiped with a warning and rebuilt.
 Exactly-once in state -- the choice. The store keeps CHANGELOG offsets, not
 source offsets, and relies on two facts: (1) changelog records carry full
 values, so replaying any suffix of the changelog over older data converges
-to the newest values; (2) the customer state carries an idempotency ledger,
-so an input event that is replayed after a crash changes nothing. Storing
-source offsets next to the data would add nothing to (2) and would need a
-second, per-source-partition commit protocol. The invariant the store
-keeps is: *Redis only ever holds values whose changelog records and whose
-outputs the broker has acknowledged, and the stored offset never exceeds
-the offset of a record whose value is not yet in Redis.* A flush therefore:
+to the newest values; (2) the app recognises an input event that is
+replayed after a crash (our values carry the highest source offset they
+include, ``state.envelope``, and the customer state an idempotency ledger),
+so a replay changes nothing. The invariant the store keeps is: *Redis only
+ever holds values whose changelog records and whose outputs the broker has
+acknowledged, and the stored offset never exceeds the offset of a record
+whose value is not yet in Redis.* A flush therefore:
 
 1. seals the buffer (``seal()``; done by ``prefetch`` at the start of every
    batch, when the previous batch's outputs have been handed to the
@@ -38,10 +38,13 @@ offset; the changelog tail after it is replayed, plus input events whose
 source offsets were not committed (no-ops by the ledger). Between chunks of
 step 3: data partly newer than the stored offset; replay converges. After
 step 3: nothing to replay beyond the noted offset. In no window does Redis
-hold the effect of an event whose output could be lost. The one window the
-store cannot close is inside Faust: the changelog record of a write may be
+hold the effect of an event whose output could be lost. The one window a
+flush cannot close is inside Faust: the changelog record of a write may be
 acknowledged while the output of the same event is not (two independent
-records); the ledger then suppresses the output on replay. Until a sealed
+records), and the replayed input then publishes nothing. A table with an
+``outbox`` option (``state.store.outbox``) closes it: its values carry the
+outputs they owe, and every changelog record restored by recovery has them
+resent before it can reach Redis. Until a sealed
 write is flushed, a revoked or stopped worker drops nothing that matters: it
 is in the acknowledged changelog and the new owner replays it.
 
@@ -97,6 +100,7 @@ from state.store.buffer import CleanCache, PartitionBuffer, Snapshot
 from state.store.config import StoreConfig
 from state.store.keys import OFFSET_FIELD, KeyLayout
 from state.store.metrics import StoreMetrics, default_metrics
+from state.store.outbox import Outbox
 from state.store.scripts import CLAIM, DUE, WIPE, WRITE, Script
 
 __all__ = ["PartitionFenced", "RedisStore"]
@@ -141,7 +145,9 @@ class RedisStore(SerializedStore):  # type: ignore[type-arg]
     every key recovered from the changelog is filed in the schedule as due
     at once (a deleted key leaves it), because the schedule itself has no
     changelog: after Redis lost a partition, its entries are rebuilt by the
-    app's next look at each key.
+    app's next look at each key; ``outbox`` -- an
+    :class:`~state.store.outbox.Outbox`: values carry the outputs they owe
+    (Redis keeps ``strip(value)``; recovery resends them).
     """
 
     def __init__(self, url: str | URL, app: AppT, table: CollectionT, **kwargs: Any) -> None:
@@ -151,6 +157,7 @@ class RedisStore(SerializedStore):  # type: ignore[type-arg]
         options = self.options or {}
         self.metrics: StoreMetrics = options.get("metrics") or default_metrics()
         self._schedule_recovered = bool(options.get("schedule_recovered", False))
+        self._outbox: Outbox | None = options.get("outbox")
         self._sync = self.config.sync_client()
         self._async = self.config.async_client()
         self._buffers: dict[int, PartitionBuffer] = {}
@@ -283,7 +290,12 @@ class RedisStore(SerializedStore):  # type: ignore[type-arg]
         to_key: Callable[[Any], Any],
         to_value: Callable[[Any], Any],
     ) -> None:
-        """Buffer recovered changelog records of active partitions."""
+        """Buffer recovered changelog records of active partitions.
+
+        With an outbox, each record's owed outputs are queued with the
+        producer first: the flush that persists the record awaits them.
+        """
+        resent = 0
         for event in batch:
             message = event.message
             buffer = self._buffers.get(message.partition)
@@ -291,10 +303,18 @@ class RedisStore(SerializedStore):  # type: ignore[type-arg]
                 continue  # standby partition: Redis already has it
             if message.key is None:
                 raise TypeError(f"Changelog entry is missing key: {message}")
-            buffer.recover(message.key, message.value, message.offset)
+            value = message.value
+            if value is not None and self._outbox is not None:
+                resent += self._outbox.resend(value)
+                value = self._outbox.strip(value)
+            buffer.recover(message.key, value, message.offset)
             if self._schedule_recovered:
-                buffer.recover_index(message.key, None if message.value is None else 0.0)
+                buffer.recover_index(message.key, None if value is None else 0.0)
             self.set_persisted_offset(message.tp, message.offset)
+        if resent:
+            logger.info(
+                "%s: resent %d owed outputs of recovered changelog records", self.table_name, resent
+            )
         self._after_write()
 
     def _get(self, key: bytes) -> bytes | None:
@@ -308,6 +328,8 @@ class RedisStore(SerializedStore):  # type: ignore[type-arg]
     def _set(self, key: bytes, value: bytes | None) -> None:
         buffer = self._owned_buffer(self._write_partition())
         if buffer is not None:
+            if value is not None and self._outbox is not None:
+                value = self._outbox.strip(value)
             buffer.write(key, value)
             self._after_write()
 

@@ -20,7 +20,6 @@ from typing import Any
 
 import orjson
 
-from state.codec import decode_state
 from state.customer import (
     CustomerState,
     StateConfig,
@@ -28,6 +27,7 @@ from state.customer import (
     apply_purchase,
     new_state,
 )
+from state.envelope import customer_state
 from state.events import Cancellation, Purchase, decode_cancellation, decode_purchase
 from state.fx import load_fx_table
 from state.store.config import StoreConfig
@@ -311,14 +311,14 @@ def expected_figures(state: CustomerState) -> dict[str, Any]:
 
 
 def stored_states(redis_url: str, app_id: str, partitions: int) -> dict[str, CustomerState]:
-    """Every ``customers`` state in Redis, decoded with state.codec."""
+    """Every ``customers`` state in Redis, decoded (state.envelope, state.codec)."""
     client: Any = StoreConfig.from_url(redis_url).sync_client()
     layout = KeyLayout(app_id, "customers")
     states = {}
     try:
         for partition in range(partitions):
             for key, raw in client.hscan_iter(layout.data_key(partition), count=1000):
-                states[key.decode()] = decode_state(raw)
+                states[key.decode()] = customer_state(raw)
     finally:
         client.close()
     return states

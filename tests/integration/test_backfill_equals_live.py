@@ -21,8 +21,8 @@ import pytest
 from mixed_stream import stored_states
 from pipeline_harness import ROOT, deployed, wait_until
 
-from state.codec import decode_state
 from state.customer import CustomerState
+from state.envelope import customer_state
 from streams.agents import build_processor
 from streams.demo import DemoFeed
 from streams.processing import Record
@@ -46,7 +46,7 @@ def _live(lines: list[bytes]) -> dict[str, CustomerState]:
         result = processor.handle(kind, Record("live", 0, offset, key, line), states.get(key), at)
         if result.state is not None:
             states[key] = result.state
-    return {k.decode(): decode_state(v) for k, v in states.items()}
+    return {k.decode(): customer_state(v) for k, v in states.items()}
 
 
 async def test_backfill_with_event_clock_equals_live(tmp_path: Path) -> None:

@@ -6,32 +6,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
+from processor_fixtures import processor, purchase
 
-from ltv.valuation import ValuationConfig
-from state.customer import StateConfig
-from state.fx import load_fx_table
 from streams.processing import NextCheck, Processor, Record, Result
 
 T0 = datetime(2025, 1, 1, 12, 0, tzinfo=UTC)
 GAP = timedelta(days=30)
 LAST = T0 + 4 * GAP  # fifth purchase
-
-
-def processor() -> Processor:
-    cfg = StateConfig(fx=load_fx_table(None, "USD"))
-    return Processor(cfg, ValuationConfig(), base_currency="USD", max_bytes=65536)
-
-
-def purchase(n: int, at: datetime, customer: str = "c-1") -> Record:
-    body = {
-        "event_id": f"e-{n}",
-        "order_id": f"o-{n}",
-        "customer_id": customer,
-        "occurred_at": at.isoformat(),
-        "amount": "50.00",
-        "currency": "USD",
-    }
-    return Record("orders.purchases", 0, n, customer.encode(), orjson.dumps(body))
 
 
 def tick(p: Processor, stored: bytes | None, now: datetime) -> Result:

@@ -1,0 +1,168 @@
+"""What the ``customers`` table stores per key: state, input offsets, owed outputs.
+
+Two facts a crash must not lose sit next to the encoded ``CustomerState``:
+
+* ``offsets``: per input topic, the highest source offset whose record has
+  been folded into this value. Kafka redelivers everything after the last
+  committed offset, possibly from far back; a redelivered record at or below
+  the stored offset is a replay and is dropped without looking at it. The
+  ledger alone cannot tell: an order compacted out of the 90-day ledger
+  would come back as a ``late_event`` dead letter.
+* ``outbox``: the output records (``ltv.updates``, ``ltv.churn-risk``, dead
+  letters) that the write producing this value owes downstream. The value
+  reaches the changelog before its outputs are acknowledged; when a worker
+  dies in between, the redelivered input is a replay (see above) and would
+  publish nothing. Recovery re-sends the outbox of every changelog record
+  it restores instead (a transactional outbox), so the update is published
+  at least once. Redis keeps the value without its outbox.
+
+The offsets live outside ``CustomerState`` on purpose: the state is a pure,
+permutation-invariant function of the events; offsets are delivery facts.
+
+Layout: byte ``0xFE``, then unsigned LEB128 varints ``purchases offset + 1``,
+``cancellations offset + 1`` (0: none), ``len(state)``, the state bytes
+(``state.codec``), then per output: kind byte, ``len(key) + 1`` (0: no key),
+key, ``len(value)``, value. A value that does not start with ``0xFE`` is a
+bare encoded state (no offsets, nothing owed): what older versions stored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from state.codec import CodecError, decode_state
+from state.customer import CustomerState
+
+MARKER = 0xFE
+
+InputKind = Literal["purchase", "cancellation"]
+OutputKind = Literal["update", "churn", "dead_letter"]
+_KIND_BYTES: dict[OutputKind, int] = {"update": 1, "churn": 2, "dead_letter": 3}
+_KINDS: dict[int, OutputKind] = {b: k for k, b in _KIND_BYTES.items()}
+
+
+@dataclass(frozen=True, slots=True)
+class Output:
+    """One record to publish: which output topic, its key and its JSON value."""
+
+    kind: OutputKind
+    key: bytes | None
+    value: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Offsets:
+    """Highest applied source offset per input topic (-1: none yet)."""
+
+    purchase: int = -1
+    cancellation: int = -1
+
+    def of(self, kind: InputKind) -> int:
+        return self.purchase if kind == "purchase" else self.cancellation
+
+    def covers(self, kind: InputKind, offset: int) -> bool:
+        """True when the record at ``offset`` of ``kind``'s topic is already folded in."""
+        return offset <= self.of(kind)
+
+    def advanced(self, kind: InputKind, offset: int) -> Offsets:
+        if kind == "purchase":
+            return Offsets(max(self.purchase, offset), self.cancellation)
+        return Offsets(self.purchase, max(self.cancellation, offset))
+
+
+NO_OFFSETS = Offsets()
+
+
+@dataclass(frozen=True, slots=True)
+class Stored:
+    """A decoded table value."""
+
+    state: bytes
+    offsets: Offsets = NO_OFFSETS
+    outbox: tuple[Output, ...] = ()
+
+
+def encode(state: bytes, offsets: Offsets, outbox: Sequence[Output] = ()) -> bytes:
+    out = bytearray((MARKER,))
+    _varint(out, offsets.purchase + 1)
+    _varint(out, offsets.cancellation + 1)
+    _varint(out, len(state))
+    out += state
+    for output in outbox:
+        out.append(_KIND_BYTES[output.kind])
+        if output.key is None:
+            _varint(out, 0)
+        else:
+            _varint(out, len(output.key) + 1)
+            out += output.key
+        _varint(out, len(output.value))
+        out += output.value
+    return bytes(out)
+
+
+def decode(raw: bytes) -> Stored:
+    """Split a table value; raises ``CodecError`` on bytes this version cannot read."""
+    if not raw or raw[0] != MARKER:
+        return Stored(raw)
+    try:
+        purchase, pos = _read_varint(raw, 1)
+        cancellation, pos = _read_varint(raw, pos)
+        size, pos = _read_varint(raw, pos)
+        state = _take(raw, pos, size)
+        pos += size
+        outbox: list[Output] = []
+        while pos < len(raw):
+            kind = _KINDS[raw[pos]]
+            key_size, pos = _read_varint(raw, pos + 1)
+            key = None if key_size == 0 else _take(raw, pos, key_size - 1)
+            pos += max(key_size - 1, 0)
+            value_size, pos = _read_varint(raw, pos)
+            value = _take(raw, pos, value_size)
+            pos += value_size
+            outbox.append(Output(kind, key, value))
+    except (IndexError, KeyError) as exc:
+        raise CodecError(f"corrupt table value: {exc!r}") from exc
+    return Stored(state, Offsets(purchase - 1, cancellation - 1), tuple(outbox))
+
+
+def customer_state(raw: bytes) -> CustomerState:
+    """The decoded state of a table value (what readers of Redis or the changelog want)."""
+    return decode_state(decode(raw).state)
+
+
+def without_outbox(raw: bytes) -> bytes:
+    """The value as Redis keeps it: the outbox is only needed in the changelog."""
+    stored = decode(raw)
+    if not stored.outbox:
+        return raw
+    return encode(stored.state, stored.offsets)
+
+
+def _varint(out: bytearray, n: int) -> None:
+    if n < 0:
+        raise ValueError(f"varint of a negative number {n}")
+    while n >= 0x80:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+
+
+def _read_varint(raw: bytes, pos: int) -> tuple[int, int]:
+    n = shift = 0
+    while True:
+        byte = raw[pos]
+        pos += 1
+        n |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return n, pos
+        shift += 7
+        if shift > 63:
+            raise IndexError("varint longer than 64 bits")
+
+
+def _take(raw: bytes, pos: int, size: int) -> bytes:
+    if pos + size > len(raw):
+        raise IndexError(f"{size} bytes at {pos} run past the end ({len(raw)})")
+    return raw[pos : pos + size]
