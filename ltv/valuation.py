@@ -8,6 +8,7 @@ types out of this module is what lets ltv/ stay free of storage concerns.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -123,8 +124,13 @@ def value(
             horizon=cfg.horizon_days,
             annual_discount_rate=cfg.discount_rate,
         )
-        predicted = Decimal(repr(v.predicted_ltv))
-        expected_orders, p_alive = v.expected_orders, v.p_alive
+        # A model outside its valid range (Gamma-Gamma q <= 1 has no mean
+        # spend) must not put NaN or Infinity into an update: leave it out.
+        if math.isfinite(v.predicted_ltv):
+            predicted = Decimal(repr(v.predicted_ltv))
+        if math.isfinite(v.expected_orders) and math.isfinite(v.p_alive):
+            expected_orders, p_alive = v.expected_orders, v.p_alive
+    if p_alive is not None:
         risk = risk_from_p_alive(p_alive, cfg.thresholds, subscription_ended=c.subscription_ended)
     else:
         risk = heuristic_risk(since_last, gap, subscription_ended=c.subscription_ended)

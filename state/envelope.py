@@ -133,11 +133,22 @@ def customer_state(raw: bytes) -> CustomerState:
 
 
 def without_outbox(raw: bytes) -> bytes:
-    """The value as Redis keeps it: the outbox is only needed in the changelog."""
-    stored = decode(raw)
-    if not stored.outbox:
+    """The value as Redis keeps it: the outbox is only needed in the changelog.
+
+    Cuts after the state without parsing the outputs (called on every write).
+    """
+    if not raw or raw[0] != MARKER:
         return raw
-    return encode(stored.state, stored.offsets)
+    try:
+        _, pos = _read_varint(raw, 1)
+        _, pos = _read_varint(raw, pos)
+        size, pos = _read_varint(raw, pos)
+    except IndexError as exc:
+        raise CodecError(f"corrupt table value: {exc!r}") from exc
+    end = pos + size
+    if end > len(raw):
+        raise CodecError(f"corrupt table value: state runs past the end ({len(raw)})")
+    return raw if end == len(raw) else raw[:end]
 
 
 def _varint(out: bytearray, n: int) -> None:

@@ -8,6 +8,8 @@ the processor returned, counting everything in the metrics.
 from __future__ import annotations
 
 import asyncio
+import logging
+import os
 import time
 import weakref
 from collections import defaultdict
@@ -23,7 +25,9 @@ from ltv.formulas import ValueBasis
 from ltv.risk import RiskThresholds
 from ltv.valuation import ValuationConfig
 from state.customer import StateConfig
+from state.envelope import Output
 from state.fx import load_fx_table
+from state.store.producer import drain
 from streams import inactivity
 from streams.app import app, customer_store, customers, settings, topics
 from streams.metrics import METRICS, NO_LEVEL
@@ -57,6 +61,10 @@ def build_processor(conf: Settings) -> Processor:
     )
 
 
+log = logging.getLogger(__name__)
+#: Exit status of a worker whose batch failed half-way (EX_SOFTWARE).
+EXIT_BATCH_FAILED = 70
+
 processor = build_processor(settings)
 #: Output topic name of each kind of processor output.
 _OUTPUT_TOPICS = {kind: topic.get_topic_name() for kind, topic in topics.outputs().items()}
@@ -83,13 +91,38 @@ def _current(event: EventT) -> Iterator[None]:  # type: ignore[type-arg]
 
 
 async def _consume(kind: EventType, stream: StreamT) -> None:  # type: ignore[type-arg]
+    """Handle the stream batch by batch; a batch is acknowledged only once handled.
+
+    ``take_events`` acknowledges the whole batch whenever the loop body exits,
+    also half-way through (the agent cancelled by a worker stop, or an error),
+    and Faust then commits those offsets: the unhandled rest would be lost.
+    So a cancelled batch is finished first, and a batch that fails ends the
+    process before anything more is acknowledged; the restarted worker
+    replays from the last commit.
+    """
     # take_events exists on faust.Stream, not on the StreamT protocol.
     async for events in stream.take_events(BATCH_SIZE, within=BATCH_WINDOW):  # type: ignore[attr-defined]
-        await _process_batch(kind, events)
+        batch = asyncio.ensure_future(_process_batch(kind, events))
+        try:
+            await asyncio.shield(batch)
+        except asyncio.CancelledError:
+            await batch
+            raise
+        except Exception:
+            log.critical("%s batch failed half-way: exiting unacknowledged", kind, exc_info=True)
+            logging.shutdown()
+            os._exit(EXIT_BATCH_FAILED)
 
 
 async def _process_batch(kind: EventType, events: Sequence[EventT]) -> None:  # type: ignore[type-arg]
-    """Handle a batch in arrival order; the events are acked when this returns."""
+    """Handle a batch in arrival order; the events are acked when this returns.
+
+    Outputs of a write are sent only once the batch's changelog records are
+    acknowledged: a published update is always backed by a durable value, so a
+    redelivery never renders the same version anew (possibly differently,
+    when the topics interleave otherwise). Outputs acknowledged late are owed
+    by the value (``state.envelope``) and resent by recovery.
+    """
     store = customer_store()
     wanted: dict[int, list[bytes]] = defaultdict(list)
     for event in events:
@@ -97,6 +130,7 @@ async def _process_batch(kind: EventType, events: Sequence[EventT]) -> None:  # 
             wanted[event.message.partition].append(event.message.key)
     await asyncio.gather(*(store.prefetch(p, keys) for p, keys in wanted.items()))
     now = utc_now()
+    owed: list[Output] = []
     for event in events:
         message = event.message
         started = time.perf_counter()
@@ -113,20 +147,29 @@ async def _process_batch(kind: EventType, events: Sequence[EventT]) -> None:  # 
             result = processor.handle(kind, record, stored, now)
             if message.key and result.state is not None:
                 customers[message.key] = result.state
+                owed.extend(result.outputs)
+            else:  # nothing stored: a redelivery derives these again
+                await _send(result.outputs)
             if message.key and result.next_check is not None:
                 # Buffered with the state above: flushed to Redis in one script.
                 at = result.next_check.at
                 store.schedule(message.key, None if at is None else at.timestamp())
-        for output in result.outputs:
-            # Straight to the producer: the records are bytes already, and
-            # Faust's Topic.send wrapping (futures, callbacks, serializers)
-            # costs more per record than the send itself.
-            await app.producer.send(
-                _OUTPUT_TOPICS[output.kind], output.key, output.value, None, None, None
-            )
         _observe(kind, result, started)
+    if owed:
+        await drain(app)  # the changelog records of the batch are acknowledged
+        await _send(owed)
     # The batch's outputs are with the producer: its state writes may now be flushed.
     store.seal()
+
+
+async def _send(outputs: Sequence[Output]) -> None:
+    for output in outputs:
+        # Straight to the producer: the records are bytes already, and
+        # Faust's Topic.send wrapping (futures, callbacks, serializers)
+        # costs more per record than the send itself.
+        await app.producer.send(
+            _OUTPUT_TOPICS[output.kind], output.key, output.value, None, None, None
+        )
 
 
 def _observe(kind: EventType, result: Result, started: float) -> None:

@@ -203,6 +203,11 @@ def fit_population(pop: Population, fitted_at: datetime) -> ModelRecord:
     failed = [name for name in VALUATION_MODELS if not results[name].converged]
     if failed:
         raise FitError(f"did not converge: {', '.join(failed)}")
+    spend = results["gammagamma"].params
+    if spend.q <= 1.0:
+        raise FitError(
+            f"Gamma-Gamma q = {spend.q:.3g} <= 1: mean spend undefined (too few repeat buyers?)"
+        )
     repeat = x > 0
     edges = RfmEdges(
         recency=quintile_edges(_column(pop.recency)),

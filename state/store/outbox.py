@@ -13,7 +13,7 @@ The store then:
   records are needed in the changelog only);
 * for every changelog record it restores into an active partition, calls
   ``outbox.resend(value)`` before buffering it. Resent records are queued
-  with the producer, and a flush awaits ``app.producer.flush()`` before
+  with the producer, and a flush awaits them (``state.store.producer``) before
   writing Redis, so Redis never covers a changelog record whose owed
   outputs were not acknowledged: a crash during recovery resends again.
 

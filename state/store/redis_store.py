@@ -27,8 +27,9 @@ whose value is not yet in Redis.* A flush therefore:
    batch, when the previous batch's outputs have been handed to the
    producer) and notes the changelog offset acknowledged at that moment --
    a lower bound of what the sealed writes cover;
-2. awaits ``app.producer.flush()``: every changelog record and output sent
-   so far, hence all those of the sealed writes, is acknowledged;
+2. awaits ``drain(app)`` (``app.producer.flush()`` made reliable, see
+   ``state.store.producer``): every changelog record and output sent so far,
+   hence all those of the sealed writes, is acknowledged;
 3. writes the sealed values and the noted offset in one Lua script per
    partition (large partitions in chunks, the offset with the last chunk:
    data ahead of its offset is harmless by fact 1).
@@ -101,6 +102,7 @@ from state.store.config import StoreConfig
 from state.store.keys import OFFSET_FIELD, KeyLayout
 from state.store.metrics import StoreMetrics, default_metrics
 from state.store.outbox import Outbox
+from state.store.producer import drain
 from state.store.scripts import CLAIM, DUE, WIPE, WRITE, Script
 
 __all__ = ["PartitionFenced", "RedisStore"]
@@ -447,8 +449,11 @@ class RedisStore(SerializedStore):  # type: ignore[type-arg]
         self._sync.close()
 
     async def _on_partitions_revoked(self, sender: Any, revoked: set[TP], **_: Any) -> None:
-        """Faust stopped the agents and flushed the producer: persist all."""
-        self._seal_all()
+        """Persist what is sealed before the partitions move.
+
+        Writes still open belong to a batch whose outputs may not be sent
+        yet: they stay in the changelog only, which the next owner replays.
+        """
         partitions = {
             tp.partition for tp in revoked if tp.topic in self.table.changelog_topic.topics
         }
@@ -605,7 +610,7 @@ class RedisStore(SerializedStore):  # type: ignore[type-arg]
             started = time.monotonic()
             snapshots = {p: buffer.take() for p, buffer in work.items()}
             try:
-                await asyncio.wait_for(self.app.producer.flush(), self.config.timeout)
+                await asyncio.wait_for(drain(self.app), self.config.timeout)
             except BaseException:
                 for buffer in work.values():
                     buffer.abort()

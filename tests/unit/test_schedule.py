@@ -119,3 +119,13 @@ def test_value_changes_exactly_at_the_predicted_instant(
     before = outlook.next_at - timedelta(microseconds=1)
     assert level(c, model, before) == outlook.current
     assert level(c, model, outlook.next_at) == outlook.next_level != outlook.current
+
+
+def test_a_spend_model_without_a_mean_leaves_predicted_ltv_out_instead_of_nan() -> None:
+    """Gamma-Gamma with q <= 1 has infinite mean spend: no NaN/Infinity in an update."""
+    broken = ModelSnapshot("bad", MODEL.orders, GammaGammaParams(p=6.25, q=0.9, gamma=15.44))
+    clock = START + timedelta(days=10)
+    v = value(customer(days=1, gap_days=30, clock=clock), broken, CFG, clock)
+    assert v.predicted_ltv is None
+    assert v.total_ltv == v.historic_ltv
+    assert v.p_alive is not None and v.churn_risk is not None  # the order model still holds
