@@ -74,6 +74,7 @@ _OUTPUT_TOPICS = {kind: topic.get_topic_name() for kind, topic in topics.outputs
 BATCH_SIZE = 1000
 #: Longest wait for a batch to fill before handling what has arrived (seconds).
 BATCH_WINDOW = 0.005
+_BATCH_LOCK = asyncio.Lock()
 
 
 @contextmanager
@@ -122,7 +123,17 @@ async def _process_batch(kind: EventType, events: Sequence[EventT]) -> None:  # 
     redelivery never renders the same version anew (possibly differently,
     when the topics interleave otherwise). Outputs acknowledged late are owed
     by the value (``state.envelope``) and resent by recovery.
+
+    One batch at a time across the agents (purchases, cancellations,
+    inactivity): a customer's outputs then leave in the order of its writes,
+    and the store's seal never covers another batch's writes whose outputs
+    are still waiting for the drain.
     """
+    async with _BATCH_LOCK:
+        await _handle_batch(kind, events)
+
+
+async def _handle_batch(kind: EventType, events: Sequence[EventT]) -> None:  # type: ignore[type-arg]
     store = customer_store()
     wanted: dict[int, list[bytes]] = defaultdict(list)
     for event in events:
