@@ -98,7 +98,8 @@ class Customer(View):
             )
         key = customer_id.encode()
         partition = _PARTITIONER(key, _ALL_PARTITIONS, _ALL_PARTITIONS)
-        if partition not in customer_store().active_partitions():
+        store = customer_store()
+        if partition not in store.active_partitions():
             # Routed here by a stale assignment (a rebalance is under way):
             # "unknown" would be a lie, so ask the caller to retry.
             return self.json(
@@ -106,7 +107,7 @@ class Customer(View):
                 status=503,
                 headers={"Retry-After": "1"},
             )
-        stored = customers.get(key)
+        stored = store.read(partition, key)
         if stored is None:
             return self.json({"error": "unknown customer", "customer_id": customer_id}, status=404)
         body = processor.current_update(stored, utc_now())

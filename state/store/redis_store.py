@@ -320,12 +320,25 @@ class RedisStore(SerializedStore):  # type: ignore[type-arg]
         self._after_write()
 
     def _get(self, key: bytes) -> bytes | None:
-        partitions = self._partitions_for_read()
-        for partition in partitions:
+        unknown = []
+        for partition in self._partitions_for_read():
             found, value = self._lookup_local(partition, key)
-            if found:
+            if found and value is not None:
                 return value
-        return self._read_through(partitions, key)
+            if not found:  # "known absent here" must not hide it in another partition
+                unknown.append(partition)
+        return self._read_through(unknown, key)
+
+    def read(self, partition: int, key: bytes) -> bytes | None:
+        """``key``'s value in ``partition`` (owned), outside stream iteration.
+
+        For readers that know the partition (the /customers view): a table
+        ``get`` there depends on Faust's current-event context to pick it.
+        """
+        found, value = self._lookup_local(partition, key)
+        if found:
+            return value
+        return self._read_through([partition] if partition in self._buffers else [], key)
 
     def _set(self, key: bytes, value: bytes | None) -> None:
         buffer = self._owned_buffer(self._write_partition())

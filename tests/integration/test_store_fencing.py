@@ -28,9 +28,17 @@ CHANGELOG = "app-counters-changelog"
 TP0 = TP(CHANGELOG, 0)
 
 
+class FakeBuffer:
+    """Faust's ProducerBuffer as drain() uses it: queued messages get published."""
+
+    def put(self, fut: Any) -> None:
+        asyncio.get_running_loop().create_task(fut.message.channel.publish_message(fut))
+
+
 class FakeProducer:
     def __init__(self, log: list[str]) -> None:
         self.log = log
+        self.buffer = FakeBuffer()
 
     async def flush(self) -> None:
         self.log.append("producer.flush")
@@ -46,7 +54,7 @@ def make_store(
         return {tp: (ends or {}).get(tp, 10**9) for tp in tps}
 
     app: Any = SimpleNamespace(
-        conf=SimpleNamespace(id=app_id),
+        conf=SimpleNamespace(id=app_id, producer_threaded=False),
         on_partitions_revoked=Signal(),
         assignor=SimpleNamespace(assigned_standbys=lambda: set()),
         consumer=SimpleNamespace(highwaters=highwaters),

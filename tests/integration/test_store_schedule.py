@@ -118,3 +118,22 @@ async def test_keys_recovered_from_the_changelog_are_due_at_once() -> None:
 def changelog_event(key: bytes, value: bytes | None, offset: int) -> Any:
     message = SimpleNamespace(key=key, value=value, offset=offset, partition=0, tp=TP0)
     return SimpleNamespace(message=message)
+
+
+async def test_reads_outside_stream_iteration_find_a_key_in_any_owned_partition() -> None:
+    """A key known to be absent from one partition must not hide it in another
+    (GET /customers answered 404 for existing customers once caches filled)."""
+    require_servers()
+    store = make_store(f"read-{uuid.uuid4().hex[:8]}", [])
+    tp1 = TP(CHANGELOG, 1)
+    await store.on_rebalance({TP0, tp1}, set(), {TP0, tp1})
+    try:
+        store._buffers[1].write(b"k", b"v")
+        store.seal()
+        await store.flush()
+        store._cache.put((0, b"k"), None)  # e.g. an earlier read through both partitions
+        assert store._get(b"k") == b"v"
+        assert store.read(1, b"k") == b"v"
+        assert store.read(0, b"k") is None
+    finally:
+        store.reset_state()
