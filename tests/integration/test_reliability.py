@@ -75,7 +75,7 @@ REPLAY = {"LTV_INACTIVITY_INTERVAL": "86400"}
 #: A killed worker leaves the group after 6 s (the broker's minimum), not Faust's 60 s.
 FAST_GROUP = {**REPLAY, "BROKER_SESSION_TIMEOUT": "6", "BROKER_HEARTBEAT_INTERVAL": "1"}
 #: Longest wait for the outputs of a whole stream.
-DRAIN_TIMEOUT = 1800.0 if LONG else 120.0
+DRAIN_TIMEOUT = 600.0 if LONG else 120.0
 
 
 @dataclass
