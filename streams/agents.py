@@ -16,6 +16,7 @@ from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import timedelta
+from typing import NoReturn
 
 from faust import StreamT
 from faust.streams import _current_event
@@ -107,12 +108,20 @@ async def _consume(kind: EventType, stream: StreamT) -> None:  # type: ignore[ty
         try:
             await asyncio.shield(batch)
         except asyncio.CancelledError:
-            await batch
+            await asyncio.wait([batch])  # finish it; its outcome is checked below
+            if batch.cancelled() or batch.exception() is not None:
+                _exit_unacknowledged(kind, batch)
             raise
         except Exception:
-            log.critical("%s batch failed half-way: exiting unacknowledged", kind, exc_info=True)
-            logging.shutdown()
-            os._exit(EXIT_BATCH_FAILED)
+            _exit_unacknowledged(kind, batch)
+
+
+def _exit_unacknowledged(kind: EventType, batch: asyncio.Future[None]) -> NoReturn:
+    """End the process before take_events acknowledges a batch that failed half-way."""
+    error = None if batch.cancelled() else batch.exception()
+    log.critical("%s batch failed half-way: exiting unacknowledged", kind, exc_info=error)
+    logging.shutdown()
+    os._exit(EXIT_BATCH_FAILED)
 
 
 async def _process_batch(kind: EventType, events: Sequence[EventT]) -> None:  # type: ignore[type-arg]
