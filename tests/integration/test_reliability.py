@@ -405,7 +405,7 @@ async def _rebalances(dep: Deployment, events: int, seed: int, case: str) -> Non
 
 
 @pytest.mark.xfail(
-    strict=False,  # passed in 4 of 7 runs on 2026-11-22 (short and long), failed in 3
+    strict=False,  # this code: failed in 3 of 5 runs (2 CI rehearsals, 3 local repeats)
     reason=(
         "events lost on a rebalance around a graceful leave: in every failing run the lost "
         "customers sit in the partitions of the worker that is stopped (SIGTERM) 50-150 ms "
