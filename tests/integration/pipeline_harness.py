@@ -121,6 +121,19 @@ class Deployment:
         worker.wait_ready(timeout)
         return worker
 
+    def run_ltv(self, worker: WorkerProcess, *args: str) -> None:
+        """Run an ``ltv`` command against this deployment and require success."""
+        result = subprocess.run(
+            [sys.executable, "-m", "streams.cli", *args],
+            env=self.env(worker.web_port),
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert result.returncode == 0, f"ltv {args[0]} failed:\n{result.stdout}\n{result.stderr}"
+
     def all_topics(self) -> list[str]:
         return [
             self.purchases,

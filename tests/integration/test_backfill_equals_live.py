@@ -10,8 +10,6 @@ watermark runs a little ahead of an event's own time across partitions).
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from dataclasses import fields
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,7 +17,7 @@ from pathlib import Path
 import orjson
 import pytest
 from mixed_stream import stored_states
-from pipeline_harness import ROOT, deployed, wait_until
+from pipeline_harness import deployed, wait_until
 
 from state.customer import CustomerState
 from state.envelope import customer_state
@@ -59,16 +57,7 @@ async def test_backfill_with_event_clock_equals_live(tmp_path: Path) -> None:
     env = {"LTV_CLOCK": "event", "LTV_INACTIVITY_INTERVAL": "86400"}
     async with deployed(tmp_path, extra_env=env) as dep:
         worker = dep.start_worker()
-        sent = subprocess.run(
-            [sys.executable, "-m", "streams.cli", "backfill", str(path)],
-            env=dep.env(worker.web_port),
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
-        assert sent.returncode == 0, sent.stderr
+        dep.run_ltv(worker, "backfill", str(path))
 
         def caught_up() -> bool:
             stored = stored_states(dep.redis_url, dep.app_id, dep.partitions)

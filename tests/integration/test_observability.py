@@ -13,7 +13,6 @@ import json
 import re
 import shutil
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.parse
@@ -149,20 +148,6 @@ def prometheus_for(tmp_path: Path) -> Iterator[Any]:
             server.proc.wait(10)
 
 
-def _ltv(deployment: Deployment, worker: WorkerProcess, *args: str) -> None:
-    """Run an ``ltv`` command against the deployment and require success."""
-    result = subprocess.run(
-        [sys.executable, "-m", "streams.cli", *args],
-        env=deployment.env(worker.web_port),
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert result.returncode == 0, f"ltv {args[0]} failed:\n{result.stdout}\n{result.stderr}"
-
-
 def _rule_files() -> list[dict[str, Any]]:
     return [
         rule
@@ -198,7 +183,7 @@ async def test_rules_alerts_and_every_panel_work_on_live_metrics(
 ) -> None:
     worker = deployment.start_worker()
     prometheus: Prometheus = prometheus_for(worker)
-    _ltv(deployment, worker, "demo", "--rate", "0", "--count", str(DEMO_EVENTS))
+    deployment.run_ltv(worker, "demo", "--rate", "0", "--count", str(DEMO_EVENTS))
     started = time.monotonic()
 
     def scraped_all_events() -> bool:
@@ -208,7 +193,7 @@ async def test_rules_alerts_and_every_panel_work_on_live_metrics(
 
     wait_until(scraped_all_events, 120, lambda: f"Prometheus never saw {DEMO_EVENTS} events")
     # A fitted model feeds the model version and age panels.
-    _ltv(deployment, worker, "fit")
+    deployment.run_ltv(worker, "fit")
 
     expected_rules = _rule_files()
 
