@@ -121,9 +121,9 @@ class Deployment:
         worker.wait_ready(timeout)
         return worker
 
-    def run_ltv(self, worker: WorkerProcess, *args: str) -> None:
-        """Run an ``ltv`` command against this deployment and require success."""
-        result = subprocess.run(
+    def ltv(self, worker: WorkerProcess, *args: str) -> subprocess.CompletedProcess[str]:
+        """Run an ``ltv`` command against this deployment (next to ``worker``)."""
+        return subprocess.run(
             [sys.executable, "-m", "streams.cli", *args],
             env=self.env(worker.web_port),
             cwd=ROOT,
@@ -132,6 +132,10 @@ class Deployment:
             timeout=120,
             check=False,
         )
+
+    def run_ltv(self, worker: WorkerProcess, *args: str) -> None:
+        """Run an ``ltv`` command against this deployment and require success."""
+        result = self.ltv(worker, *args)
         assert result.returncode == 0, f"ltv {args[0]} failed:\n{result.stdout}\n{result.stderr}"
 
     def all_topics(self) -> list[str]:

@@ -10,15 +10,12 @@ from __future__ import annotations
 
 import importlib.util
 import re
-import subprocess
-import sys
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import orjson
 import pytest
 from pipeline_harness import (
-    ROOT,
     Deployment,
     WorkerProcess,
     consume,
@@ -85,17 +82,6 @@ def write_calibration_csv(path: Path) -> int:
     return rows
 
 
-def ltv(dep: Deployment, worker: WorkerProcess, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "streams.cli", *args],
-        env=dep.env(worker.web_port),
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-
-
 def metric(worker: WorkerProcess, name: str, labels: str = "") -> float:
     status, body = worker.get("/metrics")
     assert status == 200
@@ -116,7 +102,7 @@ def backfill_cdnow(dep: Deployment, worker: WorkerProcess, tmp_path: Path) -> in
     csv_path = tmp_path / "cdnow.csv"
     rows = write_calibration_csv(csv_path)
     assert rows == 4960
-    done = ltv(dep, worker, "backfill", str(csv_path))
+    done = dep.ltv(worker, "backfill", str(csv_path))
     assert done.returncode == 1, done.stderr  # 1: some lines were refused
     assert f"cdnow.csv:{rows + 2}: schema" in done.stderr
     assert f"{rows} events sent" in done.stdout and "1 bad lines not sent" in done.stdout
@@ -146,7 +132,7 @@ async def test_cdnow_backfill_fit_reproduces_published_parameters(
 
     rows = backfill_cdnow(deployment, worker, tmp_path)
 
-    fitted = ltv(deployment, worker, "fit", "--as-of", "1997-09-30")
+    fitted = deployment.ltv(worker, "fit", "--as-of", "1997-09-30")
     assert fitted.returncode == 0, fitted.stderr
     print(fitted.stdout)  # the fitted parameters, for the record (pytest -s)
     version = re.search(r"version (\S+),", fitted.stdout)
