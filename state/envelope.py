@@ -4,15 +4,18 @@ Two facts a crash must not lose sit next to the encoded ``CustomerState``:
 
 * ``offsets``: per input topic, the highest source offset whose record has
   been folded into this value. Kafka redelivers everything after the last
-  committed offset, possibly from far back; a redelivered record at or below
-  the stored offset is a replay and is dropped without looking at it. The
-  ledger alone cannot tell: an order compacted out of the 90-day ledger
-  would come back as a ``late_event`` dead letter.
+  committed offset, possibly from far back. The customer's ledger tells a
+  replay from a new event, except for history compacted out of the 90-day
+  ledger, which would come back as a ``late_event`` dead letter: a record at
+  or below the stored offset is a redelivery, so "too old" means "already
+  folded in" for it. The offset alone is not trusted to mean "applied": a
+  consumer that skipped a record and applied later ones leaves an offset
+  above it, and the redelivery must still be applied.
 * ``outbox``: the output records (``ltv.updates``, ``ltv.churn-risk``, dead
   letters) that the write producing this value owes downstream. The value
   reaches the changelog before its outputs are acknowledged; when a worker
-  dies in between, the redelivered input is a replay (see above) and would
-  publish nothing. Recovery re-sends the outbox of every changelog record
+  dies in between, the redelivered input is a duplicate (see above) and
+  would publish nothing. Recovery re-sends the outbox of every changelog record
   it restores instead (a transactional outbox), so the update is published
   at least once. Redis keeps the value without its outbox.
 

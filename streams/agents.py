@@ -30,7 +30,7 @@ from state.envelope import Output
 from state.fx import load_fx_table
 from state.store.producer import drain
 from streams import inactivity
-from streams.app import app, customer_store, customers, settings, topics
+from streams.app import app, customer_store, customers, handled, settings, topics
 from streams.metrics import METRICS, NO_LEVEL
 from streams.processing import EventType, Processor, Record, Result, utc_now
 from streams.settings import Settings
@@ -151,6 +151,7 @@ async def _handle_batch(kind: EventType, events: Sequence[EventT]) -> None:  # t
     await asyncio.gather(*(store.prefetch(p, keys) for p, keys in wanted.items()))
     now = utc_now()
     owed: list[Output] = []
+    wrote = False
     for event in events:
         message = event.message
         started = time.perf_counter()
@@ -168,6 +169,7 @@ async def _handle_batch(kind: EventType, events: Sequence[EventT]) -> None:  # t
             if message.key and result.state is not None:
                 customers[message.key] = result.state
                 owed.extend(result.outputs)
+                wrote = True
             else:  # nothing stored: a redelivery derives these again
                 await _send(result.outputs)
             if message.key and result.next_check is not None:
@@ -175,11 +177,14 @@ async def _handle_batch(kind: EventType, events: Sequence[EventT]) -> None:  # t
                 at = result.next_check.at
                 store.schedule(message.key, None if at is None else at.timestamp())
         _observe(kind, result, started)
-    if owed:
-        await drain(app)  # the changelog records of the batch are acknowledged
+    if wrote:
+        # The changelog records of the batch are acknowledged before its
+        # events are: also for writes without outputs (a held cancellation).
+        await drain(app)
         await _send(owed)
     # The batch's outputs are with the producer: its state writes may now be flushed.
     store.seal()
+    handled.mark(event.message for event in events)  # their acks may now be committed
 
 
 async def _send(outputs: Sequence[Output]) -> None:

@@ -13,6 +13,7 @@ import faust
 
 import state.store
 from state.envelope import OutputKind
+from streams import acks
 from streams.outbox import CustomerOutbox
 from streams.settings import Settings, load_settings
 
@@ -53,6 +54,8 @@ def _make_app(conf: Settings) -> faust.App:
 
 
 app = _make_app(settings)
+# Acks of records no agent handled must not move the committed offset (streams.acks).
+app.transport = acks.Transport(app.conf.broker_consumer, app)
 
 
 @dataclass(frozen=True)
@@ -120,6 +123,13 @@ customers = app.Table(
     # changelog is looked at again at once, which files its next check.
     # Values carry the outputs they owe: recovery resends them (streams.outbox).
     options={"schedule_recovered": True, "outbox": CustomerOutbox(topics.outputs())},
+)
+
+
+#: Records the agents handled; only their acks advance the committed offsets.
+handled = acks.handled_records(app)
+handled.guard(
+    t.get_topic_name() for t in (topics.purchases, topics.cancellations, topics.inactivity)
 )
 
 

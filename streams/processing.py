@@ -137,19 +137,32 @@ class Processor:
 
         ``stored`` is the key's table value. A record at or below the input
         offset it includes is a redelivery (Kafka replays from the last
-        committed offset) and is dropped unread: its effects, outputs
-        included, are in the stored value already (``state.envelope``).
+        committed offset). The customer's ledger, not the offset, decides
+        whether it is a duplicate: the offset only keeps a replay of history
+        already folded into the aggregates from becoming a late_event dead
+        letter. A redelivered record the ledger does not know was skipped by
+        an earlier delivery (the consumer passed it over) and is applied now
+        -- trusting the offset alone would lose it for good.
         """
         held: Stored | None = None
         try:
             held = None if stored is None else envelope.decode(stored)
-            if (
+            redelivered = (
                 held is not None
                 and kind != "inactivity"
                 and held.offsets.covers(kind, record.offset)
-            ):
-                return Result(outcome="duplicate")
-            result = self._handle(kind, record, None if held is None else held.state, now)
+            )
+            state = None if held is None else held.state
+            result = self._handle(kind, record, state, now, redelivered=redelivered)
+            if redelivered and result.state is not None:
+                log.warning(
+                    "%s[%d]@%d: at or below the offset already folded in, yet new to the "
+                    "customer's state (%s): an earlier delivery skipped it",
+                    record.topic,
+                    record.partition,
+                    record.offset,
+                    result.outcome,
+                )
         except EventError as exc:
             result = self._dead(record, exc, now)
         except Exception as exc:  # our own bug: keep the event, keep the worker
@@ -163,22 +176,25 @@ class Processor:
     def _remember(kind: EventType, record: Record, held: Stored | None, result: Result) -> Result:
         """Turn ``result.state`` into the table value: state, offsets and outbox.
 
-        A customer's record that only produced outputs (a dead letter) is
-        remembered too: otherwise a replay at or below a later offset would be
-        skipped and the dead letter lost if it was not yet acknowledged.
+        Records that change nothing (duplicates, dead letters) write nothing:
+        a redelivery derives their outputs again.
         """
+        if result.state is None:
+            return result
         offsets = NO_OFFSETS if held is None else held.offsets
         if kind != "inactivity":
             offsets = offsets.advanced(kind, record.offset)
-        state = result.state
-        if state is None and held is not None and result.outputs and kind != "inactivity":
-            state = held.state
-        if state is not None:
-            result.state = envelope.encode(state, offsets, result.outputs)
+        result.state = envelope.encode(result.state, offsets, result.outputs)
         return result
 
     def _handle(
-        self, kind: EventType, record: Record, stored: bytes | None, now: datetime
+        self,
+        kind: EventType,
+        record: Record,
+        stored: bytes | None,
+        now: datetime,
+        *,
+        redelivered: bool = False,
     ) -> Result:
         if kind == "inactivity":
             return self._inactivity(record, stored, now)
@@ -202,6 +218,8 @@ class Processor:
         result.outputs.extend(self._expired(transition, now))
         result.dead_letter_codes.extend(ErrorCode.UNKNOWN_ORDER.value for _ in transition.expired)
         if transition.outcome == "late":
+            if redelivered:  # a replay of history compacted since: nothing to say
+                return Result(outcome="duplicate")
             result.outputs.append(
                 self._dead_output(
                     record,

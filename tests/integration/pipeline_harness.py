@@ -24,7 +24,7 @@ from typing import Any
 
 import orjson
 import redis
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from state.store.config import StoreConfig
@@ -320,6 +320,50 @@ async def consume_raw(
     finally:
         await consumer.stop()
     return out
+
+
+async def key_history(
+    topics: Iterable[str], keys: Iterable[bytes], *, bootstrap: str = BOOTSTRAP
+) -> list[tuple[str, int, int, bytes, bytes | None]]:
+    """Every record of ``keys`` in ``topics`` up to their current ends.
+
+    (topic, partition, offset, key, value) in topic/partition/offset order:
+    what a failing reliability case prints about the customers it lost.
+    """
+    wanted = set(keys)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        described = await admin.describe_topics(list(topics))
+    finally:
+        await admin.close()
+    tps = [
+        TopicPartition(topic["topic"], p["partition"])
+        for topic in described
+        for p in topic["partitions"]
+    ]
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None
+    )
+    await consumer.start()
+    out: list[tuple[str, int, int, bytes, bytes | None]] = []
+    try:
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ends = await consumer.end_offsets(tps)
+        deadline = time.monotonic() + 60.0
+        while [tp for tp in tps if await consumer.position(tp) < ends[tp]]:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"reading {sorted(set(topics))} took over 60 s")
+            for tp, records in (await consumer.getmany(timeout_ms=500)).items():
+                out.extend(
+                    (tp.topic, tp.partition, r.offset, r.key, r.value)
+                    for r in records
+                    if r.key in wanted
+                )
+    finally:
+        await consumer.stop()
+    return sorted(out, key=lambda r: (r[0], r[1], r[2]))
 
 
 @asynccontextmanager

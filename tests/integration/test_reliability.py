@@ -48,11 +48,14 @@ from pipeline_harness import (
     Deployment,
     WorkerProcess,
     consume_raw,
+    key_history,
     produce,
     require_servers,
     wait_until,
 )
 from private_infra import PrivateInfra
+
+from state import envelope
 
 LONG = os.environ.get("LTV_RELIABILITY", "short") == "long"
 
@@ -203,6 +206,40 @@ def distinct_letters(needed: int) -> Callable[[list[bytes]], bool]:
     return enough
 
 
+async def explain(dep: Deployment, problems: list[str], most: int = 3) -> list[str]:
+    """The Kafka history of the first customers named in ``problems``.
+
+    Input records, changelog values (version, orders, input offsets folded
+    in, owed outputs) and updates, each with partition@offset: enough to
+    tell an event never applied from a state overwritten or a value lost.
+    """
+    ids = list(dict.fromkeys(p.split(":", 1)[0] for p in problems if p.startswith("c-")))[:most]
+    if not ids:
+        return []
+    changelog = f"{dep.app_id}-customers-changelog"
+    topics = [dep.purchases, dep.cancellations, changelog, dep.updates]
+    lines = []
+    for topic, partition, offset, key, value in await key_history(
+        topics, [i.encode() for i in ids], bootstrap=dep.bootstrap
+    ):
+        where = f"{key.decode()} {topic.rsplit('.', 1)[-1]} p{partition}@{offset}"
+        if value is None:
+            lines.append(f"{where} tombstone")
+        elif topic == changelog:
+            held = envelope.decode(value)
+            state = envelope.customer_state(value)
+            lines.append(
+                f"{where} v{state.version} orders={state.orders} "
+                f"offsets={held.offsets.purchase}/{held.offsets.cancellation} "
+                f"owed={len(held.outbox)}"
+            )
+        else:
+            body = orjson.loads(value)
+            figures = {k: body.get(k) for k in ("version", "orders", "order_id", "occurred_at")}
+            lines.append(f"{where} { ({k: v for k, v in figures.items() if v is not None}) }")
+    return ["history of the first customers named:", *lines]
+
+
 async def verify(
     dep: Deployment,
     stream: MixedStream,
@@ -243,6 +280,8 @@ async def verify(
     with contextlib.suppress(AssertionError):  # counted below, with the details
         wait_until(stored_ok, 30.0, "Redis state differs from the oracle")
     check_stored(report, stored_states(dep.redis_url, dep.app_id, dep.partitions), oracle.states)
+    if report.problems:
+        report.problems.extend(await explain(dep, report.problems))
     if http is not None:
         rng = random.Random(7)
         sample = rng.sample(sorted(c for c, s in oracle.states.items() if s.version), 10)

@@ -1,5 +1,5 @@
 """Table values: state, input offsets and owed outputs (state.envelope), and how the
-processor uses them to drop redeliveries and to owe its outputs to the changelog."""
+processor uses them to recognise redeliveries and to owe its outputs to the changelog."""
 
 from __future__ import annotations
 
@@ -59,7 +59,7 @@ def test_applied_event_owes_its_outputs_and_advances_the_offset() -> None:
     assert [o.kind for o in stored.outbox] == ["update", "churn"]
 
 
-def test_a_redelivered_record_is_dropped_unread_even_when_owed_outputs_were_lost() -> None:
+def test_a_redelivered_record_is_a_duplicate_even_when_owed_outputs_were_lost() -> None:
     """kill -9 after the changelog ack, before the output ack: the replay is a no-op,
     and the outputs are still owed by the recovered value (resent by the store)."""
     p = processor()
@@ -68,6 +68,22 @@ def test_a_redelivered_record_is_dropped_unread_even_when_owed_outputs_were_lost
     replay = p.handle("purchase", purchase(7, T0), first.state, T0)
     assert (replay.outcome, replay.state, replay.outputs) == ("duplicate", None, [])
     assert envelope.decode(first.state).outbox == tuple(first.outputs)
+
+
+def test_a_redelivered_record_new_to_the_ledger_is_applied() -> None:
+    """An earlier delivery skipped offset 5 but applied offset 9: the redelivery of 5
+    lies below the folded offset, yet the ledger does not know it, so it is applied
+    (trusting the offset would lose it for good)."""
+    p = processor()
+    stored = p.handle("purchase", purchase(9, T0), None, T0).state
+    assert stored is not None
+    result = p.handle("purchase", purchase(5, T0 - timedelta(days=1)), stored, T0)
+    assert result.outcome == "applied" and result.state is not None
+    value = envelope.decode(result.state)
+    assert value.offsets == Offsets(purchase=9)  # never moves backwards
+    state = envelope.customer_state(result.state)
+    assert (state.version, state.orders) == (2, 2)
+    assert [o.kind for o in result.outputs][0] == "update"
 
 
 def test_replay_of_an_event_compacted_out_of_the_ledger_is_a_duplicate_not_late() -> None:
@@ -84,18 +100,18 @@ def test_replay_of_an_event_compacted_out_of_the_ledger_is_a_duplicate_not_late(
     assert late.dead_letter_codes == ["late_event"]
 
 
-def test_a_dead_letter_of_a_known_customer_is_owed_by_its_value() -> None:
-    """Otherwise a redelivery skipped by offset could lose an unacknowledged dead letter."""
+def test_a_dead_letter_writes_nothing_and_its_redelivery_is_dead_lettered_again() -> None:
+    """At-least-once for dead letters: nothing remembers them, a replay derives them anew."""
     p = processor()
     stored = p.handle("purchase", purchase(0, T0), None, T0).state
     assert stored is not None
     bad = Record("orders.purchases", 0, 5, b"c-1", orjson.dumps({"customer_id": "c-1"}))
     result = p.handle("purchase", bad, stored, T0)
-    assert result.dead_letter_codes == ["schema"] and result.state is not None
-    value = envelope.decode(result.state)
-    assert value.state == envelope.decode(stored).state
-    assert value.offsets == Offsets(purchase=5)
-    assert value.outbox == tuple(result.outputs)
+    assert result.dead_letter_codes == ["schema"] and result.state is None
+    later = p.handle("purchase", purchase(6, T0), stored, T0).state
+    assert later is not None and envelope.decode(later).offsets == Offsets(purchase=6)
+    again = p.handle("purchase", bad, later, T0)
+    assert again.dead_letter_codes == ["schema"] and again.outputs == result.outputs
 
 
 def test_a_dead_letter_of_an_unknown_key_writes_nothing() -> None:
