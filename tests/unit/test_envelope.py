@@ -83,7 +83,7 @@ def test_a_redelivered_record_new_to_the_ledger_is_applied() -> None:
     assert value.offsets == Offsets(purchase=9)  # never moves backwards
     state = envelope.customer_state(result.state)
     assert (state.version, state.orders) == (2, 2)
-    assert [o.kind for o in result.outputs][0] == "update"
+    assert result.outputs[0].kind == "update"
 
 
 def test_replay_of_an_event_compacted_out_of_the_ledger_is_a_duplicate_not_late() -> None:
