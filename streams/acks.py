@@ -18,7 +18,7 @@ the seek is handled and counted as usual.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from typing import Any, cast
 
 from faust.transport.drivers import aiokafka as aiokafka_driver
@@ -63,36 +63,88 @@ class HandledRecords:
 
 
 class GuardedConsumer(aiokafka_driver.Consumer):
-    """Faust's aiokafka consumer that ignores acks of records no agent handled.
+    """Faust's aiokafka consumer that commits only what the agents handled.
 
-    Faust tolerates a hole of one offset at the head of a partition's acked
-    run (for transaction markers), so a refused record is also kept as
-    *outstanding* until a handled copy is acked: no commit of that partition
-    starts beyond it meanwhile.
+    Ways Faust lets a commit pass records no agent handled, closed here for
+    the guarded topics:
+
+    * a record skipped by the stream and acked anyway (see the module doc):
+      the ack is refused;
+    * records fetched but never handed to the streams (a fetch cut short
+      around a rebalance, a delivery cancelled when the flow stops): Faust
+      takes the hole for a gap of the topic (compaction, transaction markers)
+      and counts it as acked, or -- for a hole of one offset at the head of
+      the acked run, or before the first record after a seek -- does not
+      notice it at all. Here every delivered record is checked against the
+      next offset expected on its partition; a hole is fetched again, once,
+      and only a hole still there after re-fetching is a real gap.
+
+    Offsets refused or in a hole are *missing* until handled or re-fetched:
+    meanwhile no commit of the partition starts beyond them.
     """
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        self._outstanding: dict[TP, set[int]] = {}
-        super().__init__(*args, **kwargs)
+    def __init__(self, *args: Any, callback: Any, **kwargs: Any) -> None:
+        self._missing: dict[TP, set[int]] = {}
+        self._expected: dict[TP, int] = {}
+        self._rewinds: dict[TP, int] = {}
+        self._rewound: dict[TP, int] = {}
+        super().__init__(*args, callback=self._deliver(callback), **kwargs)
+
+    @property
+    def handled(self) -> HandledRecords:
+        return cast("Transport", self.transport).handled
+
+    def _deliver(self, callback: Any) -> Any:
+        """Wrap Faust's delivery callback: note what really reached the streams."""
+
+        async def deliver(message: Message) -> None:
+            tp, offset = message.tp, message.offset
+            expected = self._expected.get(tp)
+            if tp.topic in self.handled.topics and expected is not None and offset > expected:
+                await self._hole(tp, expected, offset)
+            await callback(message)
+            if expected is None or offset >= expected:
+                self._expected[tp] = offset + 1
+
+        return deliver
+
+    async def _hole(self, tp: TP, start: int, end: int) -> None:
+        """Records ``start`` .. ``end - 1`` of ``tp`` never reached the streams."""
+        if self._rewound.pop(tp, None) == start:  # still there after re-fetching: a real gap
+            log.info("%s[%d]: no records at %d..%d (a gap)", tp.topic, tp.partition, start, end - 1)
+            await super()._add_gap(tp, start, end - 1)  # Faust's gap bookkeeping
+            return
+        log.warning(
+            "%s[%d]: offsets %d..%d not delivered to the agent; fetching them again",
+            tp.topic,
+            tp.partition,
+            start,
+            end - 1,
+        )
+        self._refetch(tp, start, end)
+
+    def _refetch(self, tp: TP, start: int, end: int) -> None:
+        self._missing.setdefault(tp, set()).update(range(start, end))
+        self._rewinds[tp] = min(self._rewinds.get(tp, start), start)
 
     def ack(self, message: Message) -> bool:
-        handled = cast("Transport", self.transport).handled
+        handled = self.handled
         if handled.admits(message):
-            waiting = self._outstanding.get(message.tp)
-            if waiting:
-                waiting.discard(message.offset)
+            missing = self._missing.get(message.tp)
+            if missing:
+                missing.discard(message.offset)
             return bool(super().ack(message))
-        # Release it like an ack would, without recording its offset: the
-        # stream skipped it, and the seek to the committed offset redelivers it.
+        # Release it like an ack would, without recording its offset, and
+        # fetch it again (a rebalance may have sought past it already).
         message.acked = True
         self._unacked_messages.discard(message)
-        self._outstanding.setdefault(message.tp, set()).add(message.offset)
         notify(self._waiting_for_ack)
+        self._refetch(message.tp, message.offset, message.offset + 1)
         handled.refused += 1
         if handled.refused & (handled.refused - 1) == 0:  # 1, 2, 4, 8, ...: not a flood
             log.info(
                 "not committing %s[%d]@%d: acknowledged by Faust without reaching an "
-                "agent (a rebalance); it is redelivered. %d such records so far",
+                "agent (a rebalance); fetching it again. %d such records so far",
                 message.topic,
                 message.partition,
                 message.offset,
@@ -100,17 +152,50 @@ class GuardedConsumer(aiokafka_driver.Consumer):
             )
         return False
 
+    async def _add_gap(self, tp: TP, offset_from: int, offset_to: int) -> None:
+        if tp.topic not in self.handled.topics:  # guarded topics: see _deliver
+            await super()._add_gap(tp, offset_from, offset_to)
+
+    async def perform_seek(self) -> None:
+        await super().perform_seek()
+        guarded = [tp for tp in self.assignment() if tp.topic in self.handled.topics]
+        unknown = [tp for tp in guarded if self._committed_offset.get(tp) is None]
+        earliest = await self.earliest_offsets(*unknown) if unknown else {}
+        for tp in guarded:
+            committed = self._committed_offset.get(tp)
+            start = committed if committed is not None else earliest.get(tp)
+            if start is None:
+                self._expected.pop(tp, None)
+            else:
+                self._expected[tp] = start
+
+    async def getmany(self, timeout: float) -> AsyncIterator[tuple[TP, Message]]:
+        for tp, offset in list(self._rewinds.items()):
+            del self._rewinds[tp]
+            if tp not in self.assignment():
+                continue
+            # Whatever the re-fetch delivers is handled and acked as usual;
+            # what it does not deliver is not there.
+            self._missing[tp] = {o for o in self._missing.get(tp, ()) if o < offset}
+            self._rewound[tp] = offset
+            self._expected[tp] = offset
+            # In the consumer's thread: aiokafka's seek is not thread-safe.
+            await self.seek_wait({tp: offset})
+        async for item in super().getmany(timeout):
+            yield item
+
     def _new_offset(self, tp: TP) -> int | None:
-        waiting = self._outstanding.get(tp)
+        missing = self._missing.get(tp)
         acked = self._acked.get(tp)
-        if waiting and acked and min(acked) > min(waiting):
+        if missing and acked and min(acked) > min(missing):
             return None  # the run would start beyond a record nobody handled yet
         offset: int | None = super()._new_offset(tp)
         return offset
 
     async def on_partitions_revoked(self, revoked: set[TP]) -> None:
-        for tp in revoked:  # Faust drops its acked bookkeeping of these too
-            self._outstanding.pop(tp, None)
+        for tp in revoked:  # the next owner starts at the committed offset
+            for state in (self._missing, self._expected, self._rewinds, self._rewound):
+                state.pop(tp, None)
         await super().on_partitions_revoked(revoked)
 
 

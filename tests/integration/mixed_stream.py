@@ -207,6 +207,8 @@ class Report:
     replayed_outputs: int = 0
     mismatches: int = 0
     problems: list[str] = field(default_factory=list)
+    #: Kafka history of the first customers named in ``problems`` (diagnosis).
+    history: list[str] = field(default_factory=list)
 
     def fail(self, message: str) -> None:
         self.problems.append(message)

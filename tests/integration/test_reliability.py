@@ -281,7 +281,7 @@ async def verify(
         wait_until(stored_ok, 30.0, "Redis state differs from the oracle")
     check_stored(report, stored_states(dep.redis_url, dep.app_id, dep.partitions), oracle.states)
     if report.problems:
-        report.problems.extend(await explain(dep, report.problems))
+        report.history = await explain(dep, report.problems)
     if http is not None:
         rng = random.Random(7)
         sample = rng.sample(sorted(c for c, s in oracle.states.items() if s.version), 10)
@@ -307,7 +307,8 @@ async def verify(
 def finish(case: str, report: Report, started: float, dep: Deployment) -> None:
     ROWS.append(Row(case, report, time.monotonic() - started))
     logs = "".join(f"\n--- {w.log_path.name} ---\n{w.tail(15)}" for w in dep.workers)
-    assert not report.problems, "\n".join(report.problems[:15]) + logs
+    details = [*report.problems[:15], *report.history[:80]]
+    assert not report.problems, "\n".join(details) + logs
     assert report.mismatches == 0
 
 
@@ -319,9 +320,6 @@ def mixed(dep: Deployment, events: int, seed: int) -> tuple[MixedStream, Oracle,
 # --------------------------------------------------------------------------- 1. kill -9
 
 
-# Known open bugs (see the reasons). Not strict: whether a run hits the crash
-# window depends on where the random kills land, so an occasional pass must not
-# fail `make test`; every run still reports its figures and problems.
 async def test_kill_9_at_random_moments(deployment: Callable[..., Deployment]) -> None:
     require_servers()
     started = time.monotonic()
@@ -436,25 +434,14 @@ async def _rebalances(dep: Deployment, events: int, seed: int, case: str) -> Non
     b.stop()  # a graceful leave
     await produce(parts[2], bootstrap=dep.bootstrap)
     d = dep.start_worker()
-    wait_until(lambda: metric(d, "ltv_events_consumed_total") > 0, 120.0, "d idle")
+    # d may find its partitions drained already: joined is enough (then a dies).
+    wait_until(lambda: metric(d, "ltv_assigned_partitions") > 0, 120.0, "d never assigned")
     a.kill()  # and one that dies
     await produce(parts[3], bootstrap=dep.bootstrap)
     await verify(dep, stream, oracle, report, http=c)
     finish(case, report, started, dep)
 
 
-@pytest.mark.xfail(
-    strict=False,  # this code: failed in 3 of 5 runs (2 CI rehearsals, 3 local repeats)
-    reason=(
-        "events lost on a rebalance around a graceful leave: in every failing run the lost "
-        "customers sit in the partitions of the worker that is stopped (SIGTERM) 50-150 ms "
-        "after it was (re)assigned them (CI: 14 customers of partitions 1-2, states and "
-        "updates missing; one local run lost ~1 600 events, most of a partition). Not yet "
-        "understood; suspects: Faust's stop order (tables and producer stop before the agents "
-        "are cancelled, then the consumer commits acked offsets) and acked offsets kept from "
-        "before the reassignment. Open: issue 9"
-    ),
-)
 async def test_rebalances_three_workers(deployment: Callable[..., Deployment]) -> None:
     require_servers()
     dep = deployment(partitions=6, extra_env=FAST_GROUP)

@@ -69,3 +69,38 @@ def test_handled_records_requires_the_guarded_transport() -> None:
     app = faust.App("t-plain", broker="kafka://127.0.0.1:1", autodiscover=False)
     with pytest.raises(TypeError, match=r"streams\.acks"):
         acks.handled_records(app)
+
+
+async def test_a_hole_in_the_delivered_offsets_is_fetched_again_not_committed() -> None:
+    """Records fetched but never handed to the streams (a fetch cut short around a
+    rebalance): Faust counts the hole as a gap of the topic, i.e. as acked."""
+    delivered: list[int] = []
+
+    async def streams(m: Message) -> None:
+        delivered.append(m.offset)
+
+    app = faust.App("t-holes", broker="kafka://127.0.0.1:1", autodiscover=False)
+    transport = acks.Transport(app.conf.broker_consumer, app)
+    transport.handled.guard([TOPIC])
+    app.topics._acking_topics.add(TOPIC)  # type: ignore[attr-defined]
+    consumer = acks.GuardedConsumer(
+        transport, callback=streams, on_partitions_revoked=None, on_partitions_assigned=None
+    )
+    tp = TP(TOPIC, 0)
+    consumer._committed_offset[tp] = 50
+    consumer._expected[tp] = 50  # as after the seek to the committed offset
+    for offset in (50, 55):  # 51..54 dropped
+        await consumer.callback(message(offset))
+    assert delivered == [50, 55]
+    assert consumer._rewinds == {tp: 51}
+    transport.handled.mark([message(50), message(55)])
+    assert consumer.ack(message(50)) and consumer.ack(message(55))
+    assert consumer._new_offset(tp) == 51  # not past the hole
+    assert consumer._new_offset(tp) is None
+    assert not consumer._gap[tp]  # Faust's gap bookkeeping untouched
+    # After the re-fetch: a hole still there at the same start is a real gap.
+    consumer._rewinds.clear()
+    consumer._rewound[tp] = consumer._expected[tp] = 51  # what getmany's rewind sets
+    consumer._missing[tp].clear()
+    await consumer.callback(message(55))
+    assert consumer._gap[tp] and not consumer._rewinds
