@@ -1,18 +1,19 @@
-"""Count an acknowledgement towards the committed offset only for handled records.
+"""Commit only input records the agents handled (Faust 0.15 does not).
 
-Faust acknowledges records its streams never hand to the agent. Around a
-rebalance a stream drops the records fetched before it -- from an older
-consumer generation, or while flow control is suspended -- and acks them,
-relying on the seek to the committed offset to deliver them again. Those
-offsets then sit at the head of the partition's acked list, so the next
-commit moves past them: a worker stopped right after such a rebalance
-commits records nobody processed, and the next owner starts behind them.
+Around a rebalance Faust loses track of records in two ways, and its commit
+logic then moves past records nobody processed -- a worker stopped or killed
+right after the rebalance leaves them behind for good:
+
+* a stream drops records fetched before the rebalance (an older consumer
+  generation, or while flow control is suspended) and acknowledges them;
+* a fetch cut short (or a delivery cancelled) drops records while the
+  client's position moves on; Faust reads the jump in offsets as a gap of
+  the topic (compaction, transaction markers) and counts it as acknowledged.
 
 The agents mark the records of every batch they handled (``mark``) before
-Faust acks the batch. For the guarded topics (the agents' inputs) the
-consumer counts an acknowledgement only for a marked record; an unmarked one
-is merely released from Faust's wait-for-ack set, and its redelivery after
-the seek is handled and counted as usual.
+Faust acks the batch; ``GuardedConsumer`` counts acks only for marked records
+of the guarded topics (the agents' inputs), fetches holes in what reached the
+streams again, and keeps commits behind any record still missing.
 """
 
 from __future__ import annotations
