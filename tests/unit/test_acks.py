@@ -104,3 +104,18 @@ async def test_a_hole_in_the_delivered_offsets_is_fetched_again_not_committed() 
     consumer._missing[tp].clear()
     await consumer.callback(message(55))
     assert consumer._gap[tp] and not consumer._rewinds
+
+
+def test_a_head_record_that_never_reached_an_agent_holds_the_commit(
+    consumer: acks.GuardedConsumer,
+) -> None:
+    """A record handed to the streams but dropped before an agent saw it (a queue
+    cleared by a rebalance) leaves a one-offset hole at the head, which Faust
+    would commit past: instead the commit waits and the record is fetched again."""
+    tp = TP(TOPIC, 0)
+    consumer._committed_offset[tp] = 1169
+    after = message(1170)
+    acks.handled_records(consumer.app).mark([after])
+    assert consumer.ack(after) is True
+    assert consumer._new_offset(tp) is None
+    assert consumer._rewinds == {tp: 1169}
