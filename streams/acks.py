@@ -78,8 +78,7 @@ class GuardedConsumer(aiokafka_driver.Consumer):
       the acked run, or before the first record after a seek -- does not
       notice it at all. Here every delivered record is checked against the
       next offset expected on its partition; a hole is fetched again, once,
-      and only a hole still there after re-fetching is a real gap.
-
+      and only a hole still there after re-fetching is a real gap;
     * a record handed to the streams but dropped before an agent saw it (a
       queue cleared by a rebalance) leaves a hole at the head of the acked
       run; Faust commits past a one-offset hole there. Here a commit whose
@@ -171,17 +170,13 @@ class GuardedConsumer(aiokafka_driver.Consumer):
         unknown = [tp for tp in guarded if self._committed_offset.get(tp) is None]
         earliest = await self.earliest_offsets(*unknown) if unknown else {}
         for tp in guarded:
-            # Everything from the committed offset comes again: a clean slate.
-            for state in (self._missing, self._rewinds, self._rewound, self._base):
-                state.pop(tp, None)
+            self._forget(tp)  # everything from the committed offset comes again
             committed = self._committed_offset.get(tp)
             start = committed if committed is not None else earliest.get(tp)
-            if committed is None and start is not None:
-                self._base[tp] = start
-            if start is None:
-                self._expected.pop(tp, None)
-            else:
+            if start is not None:
                 self._expected[tp] = start
+                if committed is None:
+                    self._base[tp] = start
 
     async def getmany(self, timeout: float) -> AsyncIterator[tuple[TP, Message]]:
         for tp, offset in list(self._rewinds.items()):
@@ -217,9 +212,13 @@ class GuardedConsumer(aiokafka_driver.Consumer):
 
     async def on_partitions_revoked(self, revoked: set[TP]) -> None:
         for tp in revoked:  # the next owner starts at the committed offset
-            for state in (self._missing, self._expected, self._rewinds, self._rewound, self._base):
-                state.pop(tp, None)
+            self._forget(tp)
         await super().on_partitions_revoked(revoked)
+
+    def _forget(self, tp: TP) -> None:
+        """Drop what this consumer tracks of ``tp``'s delivery (a clean slate)."""
+        for state in (self._missing, self._expected, self._rewinds, self._rewound, self._base):
+            state.pop(tp, None)
 
 
 class Transport(aiokafka_driver.Transport):

@@ -19,14 +19,19 @@ def message(offset: int, topic: str = TOPIC, partition: int = 0) -> Message:
     )
 
 
-@pytest.fixture
-def consumer() -> Iterator[acks.GuardedConsumer]:
-    app = faust.App("t-acks", broker="kafka://127.0.0.1:1", autodiscover=False)
-    app.transport = acks.Transport(app.conf.broker_consumer, app)
+def guarded_transport(name: str) -> acks.Transport:
+    """An app with the guarded transport, acks tracked and guarded for TOPIC."""
+    app = faust.App(name, broker="kafka://127.0.0.1:1", autodiscover=False)
+    app.transport = transport = acks.Transport(app.conf.broker_consumer, app)
     # The conductor fills this when it subscribes to the agents' topics (at start).
     app.topics._acking_topics.add(TOPIC)  # type: ignore[attr-defined]
-    acks.handled_records(app).guard([TOPIC])
-    guarded = app.consumer
+    transport.handled.guard([TOPIC])
+    return transport
+
+
+@pytest.fixture
+def consumer() -> Iterator[acks.GuardedConsumer]:
+    guarded = guarded_transport("t-acks").app.consumer
     assert isinstance(guarded, acks.GuardedConsumer)
     yield guarded
 
@@ -79,10 +84,7 @@ async def test_a_hole_in_the_delivered_offsets_is_fetched_again_not_committed() 
     async def streams(m: Message) -> None:
         delivered.append(m.offset)
 
-    app = faust.App("t-holes", broker="kafka://127.0.0.1:1", autodiscover=False)
-    transport = acks.Transport(app.conf.broker_consumer, app)
-    transport.handled.guard([TOPIC])
-    app.topics._acking_topics.add(TOPIC)  # type: ignore[attr-defined]
+    transport = guarded_transport("t-holes")
     consumer = acks.GuardedConsumer(
         transport, callback=streams, on_partitions_revoked=None, on_partitions_assigned=None
     )
