@@ -37,6 +37,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.partitioner import murmur2
 
+from state import envelope
 from state.codec import encode_state
 from state.customer import CustomerState, StateConfig, apply_cancellation, apply_purchase
 from state.customer import new_state as empty_state
@@ -77,11 +78,12 @@ def templates(count: int = TEMPLATES) -> list[CustomerState]:
 
 
 def states(n: int) -> Iterator[tuple[bytes, bytes]]:
-    """(key, encoded state) of customers ``p-0000000`` .. ``p-<n-1>``."""
+    """(key, table value) of customers ``p-0000000`` .. ``p-<n-1>``."""
     bases = templates()
     for i in range(n):
         cid = customer_id(i)
-        yield cid.encode(), encode_state(replace(bases[i % len(bases)], customer_id=cid))
+        state = replace(bases[i % len(bases)], customer_id=cid)
+        yield cid.encode(), envelope.encode(encode_state(state))
 
 
 async def _write_changelog(
@@ -131,7 +133,7 @@ def populate(n: int, settings: Settings, servers: Infra) -> dict[str, float]:
         pipe = client.pipeline(transaction=False)
         for p, key, value in items[start : start + _BATCH]:
             pipe.hset(layout.data_key(p), key, value)
-            pipe.zadd(layout.schedule_key(p), {key: now + rng.uniform(1, 90) * 86_400})
+            pipe.zadd(layout.index_key(p, "schedule"), {key: now + rng.uniform(1, 90) * 86_400})
         pipe.execute()
     for p, offset in last.items():
         client.hset(layout.meta_key(p), OFFSET_FIELD, offset)

@@ -9,8 +9,9 @@ RSS is the job's own.
 * ``cdnow``: the 2 357 CDNOW customers (calibration transactions, as of
   1997-09-30).
 * ``synthetic``: N customers drawn from MBG/NBD with the CDNOW parameters in
-  days (ages uniform over two years) and Gamma-Gamma spend, stored the way a
-  compacted state keeps old purchase days (aggregates, not a ledger).
+  days (ages uniform over two years) and Gamma-Gamma spend, every order in
+  the ledger as the worker keeps it (repeat orders spread evenly up to the
+  last purchase day).
 
     .venv/bin/python bench/fit_job.py cdnow
     .venv/bin/python bench/fit_job.py synthetic --customers 1000000
@@ -33,8 +34,9 @@ import redis
 from _cdnow import CALIBRATION_END_DAY, load
 
 from ltv import gammagamma, mbgnbd
+from state import envelope
 from state.codec import encode_state
-from state.customer import CustomerState, DayAgg, StateConfig, apply_purchase, new_state
+from state.customer import CustomerState, StateConfig, apply_purchase, new_state
 from state.events import Purchase
 from state.fx import load_fx_table
 from state.model_store import model_key
@@ -81,7 +83,7 @@ def _money(value: float) -> Decimal:
 
 
 def synthetic_states(n: int, seed: int = 20050101) -> Iterator[CustomerState]:
-    """Compacted states: first and intermediate purchase days as aggregates, last day kept."""
+    """Customers with x repeat days after the first, the last one t_x days later."""
     rng = np.random.default_rng(seed)
     T = rng.integers(1, 731, n)
     x, t_x = mbgnbd.simulate(TRUTH, T.astype(np.float64), rng)
@@ -89,25 +91,32 @@ def synthetic_states(n: int, seed: int = 20050101) -> Iterator[CustomerState]:
     first_spend = rng.gamma(SPEND.p, 1.0 / nu)
     # The sum of x Gamma(p, nu) day values is Gamma(p x, nu).
     repeat_spend = rng.gamma(SPEND.p * np.maximum(x, 1.0), 1.0 / nu)
+    cfg = StateConfig(fx=load_fx_table(base="USD"))
     for i in range(n):
         xi, Ti = int(x[i]), int(T[i])
         first = SYNTHETIC_AS_OF - timedelta(days=Ti)
-        first_value = _money(first_spend[i])
-        s = CustomerState(customer_id=f"s{i}", version=xi + 1, orders=xi + 1, first_order_at=first)
-        if xi == 0:
-            s.days = {first.toordinal(): DayAgg(1, first_value, first_value)}
-            s.last_order_at, total = first, first_value
-        else:
-            last = first + timedelta(days=min(max(round(float(t_x[i])), 1), Ti))
-            repeat = _money(repeat_spend[i])
-            last_value = _money(repeat_spend[i] / xi)
-            s.days = {last.toordinal(): DayAgg(1, last_value, last_value)}
-            s.past_days, s.past_first_at, s.past_last_at = xi, first, first
-            s.past_first_day_net = s.past_first_day_margin = first_value
-            s.last_order_at, total = last, first_value + repeat
-        s.gross = s.net = s.margin = total
-        s.watermark = s.last_order_at
-        yield s
+        span = min(max(float(t_x[i]), float(xi)), float(Ti))
+        orders = [(first, _money(first_spend[i]))]
+        orders += [
+            (first + timedelta(days=span * k / xi), _money(repeat_spend[i] / xi))
+            for k in range(1, xi + 1)
+        ]
+        state = new_state(f"s{i}")
+        for k, (at, amount) in enumerate(orders):
+            event = Purchase.model_construct(
+                event_id=f"s{i}-{k}",
+                order_id=f"s{i}-{k}",
+                customer_id=state.customer_id,
+                occurred_at=at,
+                amount=amount,
+                currency="USD",
+                margin_rate=None,
+                channel=None,
+                items=(),
+                subscription=None,
+            )
+            state = apply_purchase(state, event, cfg).state
+        yield state
 
 
 def write_states(app_id: str, partitions: int, source: str, n: int) -> None:
@@ -120,7 +129,7 @@ def write_states(app_id: str, partitions: int, source: str, n: int) -> None:
         pipe.hset(
             layout.data_key(hash(state.customer_id) % partitions),
             state.customer_id,
-            encode_state(state),
+            envelope.encode(encode_state(state)),
         )
         if i % BATCH == 0:
             pipe.execute()

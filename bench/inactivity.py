@@ -52,7 +52,7 @@ async def scenario(due: int, waiting: int, repeats: int = 5) -> tuple[float, int
         now = time.time()
         pipe = store._sync.pipeline(transaction=False)
         for p in range(PARTITIONS):
-            key = store.layout.schedule_key(p)
+            key = store.layout.index_key(p, "schedule")
             scores = {f"w-{i}": now + 10 * 86400 + i for i in range(p, waiting, PARTITIONS)}
             scores.update({f"d-{i}": now - 60 for i in range(p, due, PARTITIONS)})
             members = list(scores.items())

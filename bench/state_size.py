@@ -3,9 +3,12 @@
     .venv/bin/python bench/state_size.py
 
 Orders use realistic 36-character ids, two currencies, one refund in ten, and one
-category per order.  "Recent" puts every order inside the ledger window (the worst
-case: the whole ledger is kept); "over N days" spreads them so that compaction folds
-the old ones into aggregates.  Encode/decode times are per call, best of 5.
+category per order.  The state keeps every order (there is no time window), so
+the size grows with the order count: the last row is a customer at the default
+per-customer cap (``StateConfig.max_events``), which must stay well under
+Kafka's 1 MB record limit.  Encode/decode times are per call, best of 5;
+"event us" is one more purchase on that customer (decode, apply, encode), the
+state work the worker does per event.
 """
 
 from __future__ import annotations
@@ -65,21 +68,40 @@ def customer(orders: int, span_days: float) -> CustomerState:
 
 
 def main() -> None:
-    print(f"{'customer':34} {'bytes':>8} {'ledger':>7} {'encode us':>10} {'decode us':>10}")
-    for orders, span, label in [
-        (1, 0, "1 order"),
-        (10, 60, "10 orders, recent"),
-        (1000, 80, "1000 orders, recent"),
-        (1000, 3 * 365, "1000 orders over 3 years"),
+    header = f"{'customer':30} {'bytes':>8} {'ledger':>7} {'encode us':>10} {'decode us':>10}"
+    print(f"{header} {'event us':>9}")
+    for orders, span, label, calls in [
+        (1, 0, "1 order", 2000),
+        (10, 60, "10 orders over 2 months", 1000),
+        (1000, 3 * 365, "1000 orders over 3 years", 50),
+        (CFG.max_events * 10 // 11, 3 * 365, "at the cap, over 3 years", 2),
     ]:
         state = customer(orders, span)
         raw = encode_state(state)
         assert decode_state(raw) == state
         print(
-            f"{label:34} {len(raw):>8} {len(state.ledger):>7} "
-            f"{best_us(partial(encode_state, state), 200):>10.1f} "
-            f"{best_us(partial(decode_state, raw), 200):>10.1f}"
+            f"{label:30} {len(raw):>8} {len(state.ledger):>7} "
+            f"{best_us(partial(encode_state, state), calls):>10.1f} "
+            f"{best_us(partial(decode_state, raw), calls):>10.1f} "
+            f"{best_us(partial(one_event, raw, state.customer_id), calls):>9.1f}"
         )
+
+
+def one_event(raw: bytes, customer_id: str) -> bytes:
+    """Decode, apply one new purchase, encode: the state work of one event."""
+    p = Purchase.model_construct(
+        event_id="e-next",
+        order_id="o-next",
+        customer_id=customer_id,
+        occurred_at=START,
+        amount=Decimal("99.95"),
+        currency="SEK",
+        margin_rate=None,
+        channel=None,
+        items=(),
+        subscription=None,
+    )
+    return encode_state(apply_purchase(decode_state(raw), p, CFG).state)
 
 
 if __name__ == "__main__":

@@ -2,21 +2,25 @@
 
 The body is an orjson array of the fields in a fixed position.  Positional arrays
 avoid repeating field names in every stored value; times are integer microseconds
-since the Unix epoch (UTC) and money is a decimal string, so nothing is lost.  Maps
-are written in sorted key order, which makes the encoding canonical: equal states
-give equal bytes.  No pickle: the stored bytes never execute code and stay readable
-by other languages (JSON, and zlib's raw deflate).
+since the Unix epoch (UTC) and money is a decimal string, so nothing is lost.  Sets
+and maps are written in a fixed order, which makes the encoding canonical: equal
+states give equal bytes.  No pickle: the stored bytes never execute code and stay
+readable by other languages (JSON, and zlib's raw deflate).
 
-Format 1: byte ``0x01``, then the body as is.
-Format 2 (written): byte ``0x02``, then the body raw-deflated (zlib level 6, 4 KiB
-window) against the preset dictionary ``data/state-zdict-v2.txt``, a frozen sample
-of encoded demo-shop states.  A typical state is ~480 bytes of JSON and ~150 bytes
-deflated, which is most of what a customer costs in Redis and the changelog; the
-dictionary is what makes deflate pay off on values this small (plain deflate saves
-a third).  Costs ~12 us to encode and ~3 us to decode.  The dictionary is part of
-format 2: a different one needs a new format byte.
+The ledger, which holds the customer's whole order history, is written in
+columns sorted by order time: the 64-bit id hashes, the times as deltas from the
+previous order, the currencies and margin rates run-length encoded, the amounts,
+and a sparse list of the orders a refund touched (or whose net value is not
+simply ``amount - refunded``).  Only what cannot be derived is stored: each
+order's margin, the orders and purchase days and every running total but
+``gross`` are rebuilt on decode (``state.customer.recount``).  About 20 bytes an
+order once deflated.
 
-``decode_state`` keeps reading every older format.
+Format 3: byte ``0x03``, then the body raw-deflated (zlib level 6, 4 KiB window)
+against the preset dictionary ``data/state-zdict-v3.txt``, a frozen sample of
+encoded demo-shop states (``bench/zdict.py`` made it).  The dictionary is what
+makes deflate pay off on values this small; it is part of format 3, so a
+different one needs a new format byte.  Other format bytes are refused.
 """
 
 from __future__ import annotations
@@ -25,31 +29,32 @@ import zlib
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from importlib.resources import files
+from itertools import accumulate, pairwise
 from typing import Any
 
 import orjson
 
 from state.customer import (
     CustomerState,
-    DayAgg,
     Held,
     OrderEntry,
     SubscriptionState,
-    recompute_floor,
+    margin_of,
+    recount,
 )
 from state.events import Scope
 
-FORMAT_V1 = 1
-FORMAT_V2 = 2
-#: Preset deflate dictionary of format 2 (frozen with the format).
-ZDICT_V2 = files("state").joinpath("data/state-zdict-v2.txt").read_bytes()
+FORMAT = 3
+#: Preset deflate dictionary of format 3 (frozen with the format).
+ZDICT = files("state").joinpath("data/state-zdict-v3.txt").read_bytes()
 _WBITS = -12  # raw deflate, 4 KiB window: fits the dictionary, cheap to set up
 _LEVEL = 6
-#: Largest body decode_state inflates: far above a state at the ledger's order cap
-#: (~120 KB), small enough that corrupt bytes cannot exhaust memory.
+#: Largest body decode_state inflates: far above a state at the per-customer cap
+#: (~400 KB), small enough that corrupt bytes cannot exhaust memory.
 MAX_BODY_BYTES = 16 * 1024 * 1024
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _US = timedelta(microseconds=1)
+_ZERO = Decimal(0)
 
 
 class CodecError(ValueError):
@@ -76,19 +81,93 @@ def _od(text: str | None) -> Decimal | None:
     return None if text is None else Decimal(text)
 
 
+def _runs(values: list[str]) -> list[Any]:
+    """Run-length encode: ``[value, count, value, count, ...]``."""
+    out: list[Any] = []
+    for v in values:
+        if out and out[-2] == v:
+            out[-1] += 1
+        else:
+            out += [v, 1]
+    return out
+
+
+def _unruns(runs: list[Any]) -> list[str]:
+    return [v for v, n in zip(runs[::2], runs[1::2], strict=True) for _ in range(n)]
+
+
+def _ledger_columns(ledger: dict[int, OrderEntry]) -> list[Any]:
+    rows = sorted(ledger.items(), key=lambda kv: (kv[1].occurred_at, kv[0]))
+    times = [_t(e.occurred_at) for _, e in rows]
+    extras: list[Any] = []
+    for i, (_, e) in enumerate(rows):
+        derived = e.net == e.amount - e.refunded
+        if e.refund_seen or not derived:
+            extras.append(
+                [i, str(e.refunded) if e.refund_seen else None, None if derived else str(e.net)]
+            )
+    return [
+        [k for k, _ in rows],
+        [b - a for a, b in pairwise([0, *times])],
+        _runs([e.currency for _, e in rows]),
+        [str(e.amount) for _, e in rows],
+        _runs([str(e.margin_rate) for _, e in rows]),
+        extras,
+    ]
+
+
+def _ledger_of(columns: list[Any]) -> dict[int, OrderEntry]:
+    keys, deltas, currency_runs, amounts, rate_runs, extras = columns
+    touched = {i: (refunded, net) for i, refunded, net in extras}
+    rates = {text: Decimal(text) for text in rate_runs[::2]}
+    ledger: dict[int, OrderEntry] = {}
+    # The hot loop of decoding a long history: no per-order helper calls.
+    for i, (key, us, currency, amount_text, rate_text) in enumerate(
+        zip(
+            keys,
+            accumulate(deltas),
+            _unruns(currency_runs),
+            amounts,
+            _unruns(rate_runs),
+            strict=True,
+        )
+    ):
+        amount, rate = Decimal(amount_text), rates[rate_text]
+        at = _EPOCH + timedelta(microseconds=us)
+        if i in touched:
+            refunded_text, net_text = touched[i]
+            refunded = _ZERO if refunded_text is None else Decimal(refunded_text)
+            net = amount - refunded if net_text is None else Decimal(net_text)
+            entry = OrderEntry(
+                at,
+                currency,
+                amount,
+                rate,
+                net,
+                margin_of(net, rate),
+                refunded,
+                refunded_text is not None,
+            )
+        else:
+            entry = OrderEntry(at, currency, amount, rate, amount, margin_of(amount, rate))
+        ledger[key] = entry
+    if len(ledger) != len(keys):
+        raise CodecError("corrupt state value: repeated order key")
+    return ledger
+
+
 def encode_state(s: CustomerState) -> bytes:
+    packer = zlib.compressobj(_LEVEL, zlib.DEFLATED, _WBITS, 8, zdict=ZDICT)
+    return bytes((FORMAT,)) + packer.compress(encode_body(s)) + packer.flush()
+
+
+def encode_body(s: CustomerState) -> bytes:
+    """The state's JSON body before deflate (what the preset dictionary samples)."""
     sub = s.subscription
     doc: list[Any] = [
         s.customer_id,
         s.version,
-        s.orders,
         str(s.gross),
-        str(s.net),
-        str(s.margin),
-        _ot(s.first_order_at),
-        _ot(s.last_order_at),
-        _ot(s.watermark),
-        _ot(s.horizon),
         [s.channel, _ot(s.channel_at), s.channel_order],
         sorted(s.categories),
         None
@@ -103,21 +182,7 @@ def encode_state(s: CustomerState) -> bytes:
         ],
         _ot(s.subscription_ended_at),
         s.risk,
-        [
-            [
-                oid,
-                _t(e.occurred_at),
-                e.currency,
-                str(e.amount),
-                str(e.margin_rate),
-                str(e.net),
-                str(e.margin),
-                str(e.refunded),
-                e.refund_seen,
-            ]
-            for oid, e in sorted(s.ledger.items())
-        ],
-        [[d, a.orders, str(a.net), str(a.margin)] for d, a in sorted(s.days.items())],
+        _ledger_columns(s.ledger),
         [
             [
                 oid,
@@ -129,36 +194,25 @@ def encode_state(s: CustomerState) -> bytes:
                         h.currency,
                         h.scope.value,
                         h.reason,
+                        int(h.notified),
                     ]
                     for h in hs
                 ],
             ]
             for oid, hs in sorted(s.pending.items())
         ],
-        [[k, _t(t)] for k, t in sorted(s.seen.items())],
-        [
-            s.past_days,
-            str(s.past_first_day_net),
-            str(s.past_first_day_margin),
-            _ot(s.past_first_at),
-            _ot(s.past_last_at),
-        ],
+        sorted(s.seen),
     ]
-    packer = zlib.compressobj(_LEVEL, zlib.DEFLATED, _WBITS, 8, zdict=ZDICT_V2)
-    return bytes((FORMAT_V2,)) + packer.compress(orjson.dumps(doc)) + packer.flush()
+    return orjson.dumps(doc)
 
 
 def decode_state(raw: bytes) -> CustomerState:
     if not raw:
         raise CodecError("empty state value")
+    if raw[0] != FORMAT:
+        raise CodecError(f"unknown state format {raw[0]} (this version reads {FORMAT})")
     try:
-        if raw[0] == FORMAT_V2:
-            body = _inflate(raw[1:])
-        elif raw[0] == FORMAT_V1:
-            body = raw[1:]
-        else:
-            raise CodecError(f"unknown state format {raw[0]}")
-        return _decode_body(orjson.loads(body))
+        return _decode_body(orjson.loads(_inflate(raw[1:])))
     except CodecError:
         raise
     except (
@@ -173,7 +227,7 @@ def decode_state(raw: bytes) -> CustomerState:
 
 
 def _inflate(packed: bytes) -> bytes:
-    unpacker = zlib.decompressobj(_WBITS, zdict=ZDICT_V2)
+    unpacker = zlib.decompressobj(_WBITS, zdict=ZDICT)
     body = unpacker.decompress(packed, MAX_BODY_BYTES)
     if unpacker.unconsumed_tail:
         raise CodecError(f"state body larger than {MAX_BODY_BYTES} bytes")
@@ -186,36 +240,20 @@ def _decode_body(doc: list[Any]) -> CustomerState:
     (
         customer_id,
         version,
-        orders,
         gross,
-        net,
-        margin,
-        first_at,
-        last_at,
-        watermark,
-        horizon,
         (channel, channel_at, channel_order),
         categories,
         sub,
         sub_ended,
         risk,
         ledger,
-        days,
         pending,
         seen,
-        (past_days, past_first_net, past_first_margin, past_first_at, past_last_at),
     ) = doc
     s = CustomerState(
         customer_id=customer_id,
         version=version,
-        orders=orders,
         gross=Decimal(gross),
-        net=Decimal(net),
-        margin=Decimal(margin),
-        first_order_at=_odt(first_at),
-        last_order_at=_odt(last_at),
-        watermark=_odt(watermark),
-        horizon=_odt(horizon),
         channel=channel,
         channel_at=_odt(channel_at),
         channel_order=channel_order,
@@ -225,33 +263,15 @@ def _decode_body(doc: list[Any]) -> CustomerState:
         else SubscriptionState(sub[0], sub[1], Decimal(sub[2]), _dt(sub[3]), sub[4], _dt(sub[5])),
         subscription_ended_at=_odt(sub_ended),
         risk=risk,
-        ledger={
-            oid: OrderEntry(
-                _dt(t),
-                cur,
-                Decimal(amount),
-                Decimal(rate),
-                Decimal(e_net),
-                Decimal(e_margin),
-                Decimal(refunded),
-                bool(refund_seen),
-            )
-            for oid, t, cur, amount, rate, e_net, e_margin, refunded, refund_seen in ledger
-        },
-        days={d: DayAgg(n, Decimal(a_net), Decimal(a_margin)) for d, n, a_net, a_margin in days},
+        ledger=_ledger_of(ledger),
         pending={
             oid: tuple(
-                Held(eid, _dt(t), _od(amount), cur, Scope(scope), reason)
-                for eid, t, amount, cur, scope, reason in hs
+                Held(eid, _dt(t), _od(amount), cur, Scope(scope), reason, bool(notified))
+                for eid, t, amount, cur, scope, reason, notified in hs
             )
             for oid, hs in pending
         },
-        seen={k: _dt(t) for k, t in seen},
-        past_days=past_days,
-        past_first_day_net=Decimal(past_first_net),
-        past_first_day_margin=Decimal(past_first_margin),
-        past_first_at=_odt(past_first_at),
-        past_last_at=_odt(past_last_at),
+        seen=set(seen),
     )
-    s.floor = recompute_floor(s)
+    recount(s)
     return s

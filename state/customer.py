@@ -1,56 +1,63 @@
-"""Per-customer state and its pure transitions (DESIGN §4-§5).
+"""Per-customer state and its pure transitions.
 
 A transition never mutates its input: it returns a ``Transition`` with a fresh state,
 so an agent that fails half-way keeps the old state and replays the event safely.
 
 Order independence
     For a given set of events, the final state does not depend on arrival order,
-    provided that no event arrives after the customer's event-time watermark (the
-    latest purchase ``occurred_at`` seen; cancellations never move it, so a
-    cancellations topic consumed ahead of the purchases topic cannot make
-    purchases late) has passed its ``occurred_at`` by more than
-    ``pending_window`` and that the ledger cap is not hit.  It rests on:
+    whatever the events' ages relative to each other: no time window decides
+    whether a valid event counts.  It rests on:
 
+    * the state keeps the customer's whole history in a compact exact form: every
+      order (a 64-bit hash of its id, its time, amount, refund), the 64-bit hashes
+      of every cancellation event id, and the cancellations still waiting for
+      their purchase, so a duplicate is recognised and a refund applied at any age;
     * every figure is a sum of per-order contributions, each a pure function of the
       order and the set of its matched cancellations; sums are exact Decimal sums;
     * refunds of an order are ``min(amount, sum of refunds)`` (a full refund counts as
       the whole amount), which is the same in any order;
     * "first" things (channel, first order, first day) are minima in event time with
-      ties broken by order id, "latest" things (subscription plan) maxima;
+      ties broken by order id, "latest" things (subscription plan) maxima; the
+      distinct purchase days are a multiset of days of orders not fully cancelled,
+      so a late order that becomes the first, or the cancellation of the only
+      order of the first day, moves the first day exactly;
     * a cancellation that arrives before its purchase is held and applied when the
-      purchase arrives;
+      purchase arrives, however late; ``notify_unmatched`` only marks it as
+      reported (the dead letter is a notice), it never drops it;
     * idempotency assumes retries are copies: events sharing an ``event_id``, or
       purchases sharing an ``order_id``, carry the same payload.  Purchases are
       deduplicated by order id (the ledger), cancellations by event id (``seen``).
 
+    Ids are kept as 64-bit BLAKE2b hashes: two distinct ids of one customer
+    collide with probability ~n^2 / 2^65 (about 1e-11 at the 20 000-event cap).
+
 Version counter
     ``version`` counts input events incorporated into the state: each purchase that
     created an order, and each cancellation matched to its order (when it arrives,
-    or later when its purchase arrives).  Held, duplicate, late and expired events
-    do not count.  The set of incorporated events is permutation-invariant, so the
+    or later when its purchase arrives).  Held, duplicate and refused events do
+    not count.  The set of incorporated events is permutation-invariant, so the
     version is too.  The agent emits one ``ltv.updates`` message per entry of
     ``Transition.applied``, so the published version rises by exactly 1 per update.
     Time-driven risk changes (``set_risk(..., time_driven=True)``) also add 1; they
     depend on the clock, not on the event set.
 
-Bounded state and the compaction guarantee
-    The customer's ``horizon`` is ``watermark - ledger_window``, raised further when
-    the ledger holds more than ``max_ledger_orders`` orders (to keep the newest 90 %).
-    Everything older than the horizon is folded into aggregates: ledger entries,
-    remembered cancellation ids, and whole purchase days before the horizon's day.  The
-    totals stay exact.  What is lost is the ability to change the past: an event with
-    ``occurred_at`` before the horizon is answered ``late`` and not applied (it goes
-    to the dead-letter topic), because its duplicate-ness can no longer be decided;
-    a refund for a compacted order finds no order, is held and expires as
-    ``unknown_order``.  Within the horizon, idempotency and refunds are exact.
+The per-customer cap
+    ``max_events`` bounds what one customer remembers (orders plus cancellation
+    ids), and with it the state's size: about 20 bytes an order encoded, so the
+    default 20 000 keeps a value well under Kafka's 1 MB record limit.  A new
+    event past the cap is refused (outcome ``limit``, dead-lettered as
+    ``customer_limit``); duplicates of what is remembered are still recognised.
+    Below the cap every figure is exact in any order; past it, which events were
+    refused depends on arrival order, and the dead letters say which.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
-from datetime import UTC, date, datetime, time, timedelta
-from decimal import Decimal
+from datetime import datetime, timedelta
+from decimal import Decimal, localcontext
 from typing import Literal, NamedTuple
 
 import orjson
@@ -59,9 +66,8 @@ from state.events import Cancellation, Purchase, Scope
 from state.fx import MONEY_CONTEXT, MONEY_QUANTUM, FxTable
 
 ZERO = Decimal(0)
-_ONE_MICROSECOND = timedelta(microseconds=1)
 
-Outcome = Literal["applied", "duplicate", "held", "late", "expired", "unchanged"]
+Outcome = Literal["applied", "duplicate", "held", "limit", "notified", "unchanged"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,28 +76,31 @@ class StateConfig:
 
     fx: FxTable
     default_margin: Decimal = Decimal(1)
-    # A cancellation whose purchase has not arrived this long after it (in the
-    # customer's event time) is given up on and dead-lettered as unknown_order.
+    # A held cancellation is reported unknown_order once the purchases input it
+    # waits on has moved this far past it in event time (notify_unmatched).
     pending_window: timedelta = timedelta(days=30)
-    # Orders stay refundable and event ids deduplicable this long (event time).
-    ledger_window: timedelta = timedelta(days=90)
-    max_ledger_orders: int = 1000
-    max_pending: int = 1000
+    # Orders plus cancellation ids one customer may remember (see module doc).
+    max_events: int = 20_000
     max_categories: int = 64
 
     def __post_init__(self) -> None:
         if not ZERO <= self.default_margin <= 1:
             raise ValueError("default_margin must be between 0 and 1")
-        if not timedelta(0) < self.pending_window <= self.ledger_window:
-            raise ValueError("need 0 < pending_window <= ledger_window")
-        if self.max_ledger_orders < 10 or self.max_pending < 1 or self.max_categories < 1:
-            raise ValueError("max_ledger_orders >= 10, max_pending and max_categories >= 1")
+        if self.pending_window < timedelta(0):
+            raise ValueError("pending_window must not be negative")
+        if self.max_events < 1 or self.max_categories < 1:
+            raise ValueError("max_events and max_categories must be >= 1")
 
 
-@dataclass(frozen=True, slots=True)
-class OrderEntry:
+def id_hash(text: str) -> int:
+    """The 64-bit key an order id or cancellation event id is remembered by."""
+    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big")
+
+
+class OrderEntry(NamedTuple):
     """One order in the ledger.  ``amount``/``refunded`` are in the order's currency,
-    ``net``/``margin`` its current contribution in base currency."""
+    ``net``/``margin`` its current contribution in base currency.  A tuple: a long
+    history decodes into thousands of these."""
 
     occurred_at: datetime
     currency: str
@@ -111,7 +120,8 @@ class OrderEntry:
 
 @dataclass(frozen=True, slots=True)
 class Held:
-    """A cancellation waiting for its purchase."""
+    """A cancellation waiting for its purchase.  ``notified``: already reported
+    as unknown_order (it is applied all the same if the purchase comes)."""
 
     event_id: str
     occurred_at: datetime
@@ -119,14 +129,15 @@ class Held:
     currency: str | None
     scope: Scope
     reason: str | None
+    notified: bool = False
 
     @classmethod
     def of(cls, c: Cancellation) -> Held:
         return cls(c.event_id, c.occurred_at, c.amount, c.currency, c.scope, c.reason)
 
     def event_json(self, customer_id: str, order_id: str) -> bytes:
-        """The cancellation as an input event again, for the dead-letter topic when it
-        expires (the original bytes are long gone by then)."""
+        """The cancellation as an input event again, for the dead-letter notice
+        (the original bytes are long gone by then)."""
         doc: dict[str, object] = {
             "event_id": self.event_id,
             "order_id": order_id,
@@ -165,6 +176,10 @@ class SubscriptionState:
 
 @dataclass(slots=True)
 class CustomerState:
+    """One customer.  ``ledger``, ``seen``, ``pending`` and the figures above them
+    are the source of truth; ``orders``, ``net``, ``margin``, ``days`` and the
+    first/last order times are their running aggregates (``recount`` rebuilds them)."""
+
     customer_id: str
     version: int = 0
     orders: int = 0
@@ -173,8 +188,6 @@ class CustomerState:
     margin: Decimal = ZERO
     first_order_at: datetime | None = None
     last_order_at: datetime | None = None
-    watermark: datetime | None = None
-    horizon: datetime | None = None
     channel: str | None = None
     channel_at: datetime | None = None
     channel_order: str | None = None
@@ -182,24 +195,20 @@ class CustomerState:
     subscription: SubscriptionState | None = None
     subscription_ended_at: datetime | None = None
     risk: str | None = None
-    ledger: dict[str, OrderEntry] = field(default_factory=dict)
+    ledger: dict[int, OrderEntry] = field(default_factory=dict)
     days: dict[int, DayAgg] = field(default_factory=dict)
     pending: dict[str, tuple[Held, ...]] = field(default_factory=dict)
-    seen: dict[str, datetime] = field(default_factory=dict)
-    # Aggregates of compacted history (all of it older than everything in the ledger).
-    past_days: int = 0
-    past_first_day_net: Decimal = ZERO
-    past_first_day_margin: Decimal = ZERO
-    past_first_at: datetime | None = None
-    past_last_at: datetime | None = None
-    # Lower bound of every timestamp held above: a compaction sweep is needed only
-    # once the horizon passes it.  A cache, so not part of equality or encoding.
-    floor: datetime | None = field(default=None, compare=False)
+    seen: set[int] = field(default_factory=set)
 
     # ------------------------------------------------------------------ read side
     @property
     def purchase_days(self) -> int:
-        return self.past_days + len(self.days)
+        return len(self.days)
+
+    @property
+    def remembered(self) -> int:
+        """What counts against ``StateConfig.max_events``."""
+        return len(self.ledger) + len(self.seen)
 
     @property
     def subscription_active(self) -> bool:
@@ -215,9 +224,7 @@ class CustomerState:
         """(net, margin) of orders on the first purchase day."""
         if self.first_order_at is None:
             return ZERO, ZERO
-        agg = self.days.get(_day(self.first_order_at))
-        if agg is None:
-            return self.past_first_day_net, self.past_first_day_margin
+        agg = self.days[_day(self.first_order_at)]
         return agg.net, agg.margin
 
     def btyd(self, clock: datetime) -> BtydSummary | None:
@@ -233,6 +240,11 @@ class CustomerState:
             repeat_net=MONEY_CONTEXT.subtract(self.net, first_net),
             repeat_margin=MONEY_CONTEXT.subtract(self.margin, first_margin),
         )
+
+    def unnotified_since(self) -> datetime | None:
+        """The oldest held cancellation not yet reported (None: none)."""
+        times = [h.occurred_at for hs in self.pending.values() for h in hs if not h.notified]
+        return min(times, default=None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -262,17 +274,17 @@ class Transition:
 
     applied    store ``state``; emit one update per ``applied`` entry.
     held       store ``state`` (the cancellation is remembered); no update.
+    notified   (notify_unmatched) store ``state``; no update.
     duplicate  nothing changed; count it, no update.
-    late       nothing changed; dead-letter the event as ``late_event``.
-    expired    (expire_pending) store ``state``.
+    limit      nothing changed; dead-letter the event as ``customer_limit``.
     unchanged  nothing to do.
-    In every case dead-letter each of ``expired`` as ``unknown_order``.
+    ``notices`` are held cancellations to report as ``unknown_order`` now.
     """
 
     state: CustomerState
     outcome: Outcome
     applied: tuple[Applied, ...] = ()
-    expired: tuple[tuple[str, Held], ...] = ()  # (order_id, held cancellation)
+    notices: tuple[tuple[str, Held], ...] = ()  # (order_id, held cancellation)
     changed: frozenset[str] = frozenset()
 
 
@@ -295,12 +307,7 @@ def _held_key(h: Held) -> tuple[datetime, str]:
 
 
 def _day(ts: datetime) -> int:
-    return ts.date().toordinal()
-
-
-def _day_end(day: int) -> datetime:
-    """Last instant of a UTC day: a horizon after it means the day is in the past."""
-    return datetime.combine(date.fromordinal(day + 1), time(), UTC) - _ONE_MICROSECOND
+    return ts.toordinal()
 
 
 def _add(a: Decimal, b: Decimal) -> Decimal:
@@ -311,7 +318,8 @@ def _sub(a: Decimal, b: Decimal) -> Decimal:
     return MONEY_CONTEXT.subtract(a, b)
 
 
-def _margin_of(net: Decimal, rate: Decimal) -> Decimal:
+def margin_of(net: Decimal, rate: Decimal) -> Decimal:
+    """An order's margin: a pure function of its net value and margin rate."""
     return MONEY_CONTEXT.multiply(net, rate).quantize(MONEY_QUANTUM, context=MONEY_CONTEXT)
 
 
@@ -326,7 +334,7 @@ def _copy(s: CustomerState) -> CustomerState:
         ledger=dict(s.ledger),
         days=dict(s.days),
         pending=dict(s.pending),
-        seen=dict(s.seen),
+        seen=set(s.seen),
     )
 
 
@@ -348,16 +356,16 @@ def apply_purchase(state: CustomerState, p: Purchase, cfg: StateConfig) -> Trans
     # A redelivered purchase repeats its order id, so the order id alone decides;
     # recording purchase event ids too would make the state depend on which of two
     # retries (same order, different event ids) happened to arrive first.
-    if p.order_id in state.ledger:
+    key = id_hash(p.order_id)
+    if key in state.ledger:
         return Transition(state, "duplicate")
-    if state.horizon is not None and p.occurred_at < state.horizon:
-        return Transition(state, "late")
+    if state.remembered >= cfg.max_events:
+        return Transition(state, "limit")
     s = _copy(state)
-    s.floor = _min_time(s.floor, p.occurred_at)
     net = cfg.fx.convert(p.amount, p.currency)
     rate = cfg.default_margin if p.margin_rate is None else p.margin_rate
-    entry = OrderEntry(p.occurred_at, p.currency, p.amount, rate, net, _margin_of(net, rate))
-    s.ledger[p.order_id] = entry
+    entry = OrderEntry(p.occurred_at, p.currency, p.amount, rate, net, margin_of(net, rate))
+    s.ledger[key] = entry
     s.gross = _add(s.gross, net)
     _count_order(s, entry, +1)
     if p.channel is not None and (
@@ -370,48 +378,62 @@ def apply_purchase(state: CustomerState, p: Purchase, cfg: StateConfig) -> Trans
     s.version += 1
     applied = [Applied("purchase", p.event_id)]
     for held in s.pending.pop(p.order_id, ()):
-        applied.append(_refund(s, p.order_id, held, cfg.fx))
-    expired = _advance(s, p.occurred_at, cfg)
-    return Transition(s, "applied", tuple(applied), expired, _changed(state, s))
+        applied.append(_refund(s, key, held, cfg.fx))
+    return Transition(s, "applied", tuple(applied), changed=_changed(state, s))
 
 
 def apply_cancellation(state: CustomerState, c: Cancellation, cfg: StateConfig) -> Transition:
     """Refund/cancel an order, or hold the cancellation until its purchase arrives."""
     if c.customer_id != state.customer_id:
         raise ValueError(f"cancellation of {c.customer_id!r} applied to {state.customer_id!r}")
-    if c.event_id in state.seen:
+    event_key = id_hash(c.event_id)
+    if event_key in state.seen:
         return Transition(state, "duplicate")
-    if state.horizon is not None and c.occurred_at < state.horizon:
-        return Transition(state, "late")
+    if state.remembered >= cfg.max_events:
+        return Transition(state, "limit")
     s = _copy(state)
-    s.seen[c.event_id] = c.occurred_at
-    s.floor = _min_time(s.floor, c.occurred_at)
+    s.seen.add(event_key)
     held = Held.of(c)
-    if c.order_id in s.ledger:
-        outcome: Outcome = "applied"
-        applied: tuple[Applied, ...] = (_refund(s, c.order_id, held, cfg.fx),)
-    else:
-        outcome, applied = "held", ()
-        # Kept sorted, so the held tuple does not depend on arrival order.
-        s.pending[c.order_id] = tuple(sorted((*s.pending.get(c.order_id, ()), held), key=_held_key))
-    # Cancellations never move the watermark: the cancellations topic may be
-    # consumed far ahead of the purchases topic (a backlog, a backfill), and a
-    # watermark pulled forward by it would turn the customer's own pending
-    # purchases into late events.
-    expired = _advance(s, None, cfg)
-    return Transition(s, outcome, applied, expired, _changed(state, s))
+    order_key = id_hash(c.order_id)
+    if order_key in s.ledger:
+        applied = (_refund(s, order_key, held, cfg.fx),)
+        return Transition(s, "applied", applied, changed=_changed(state, s))
+    # Kept sorted, so the held tuple does not depend on arrival order.
+    s.pending[c.order_id] = tuple(sorted((*s.pending.get(c.order_id, ()), held), key=_held_key))
+    return Transition(s, "held")
 
 
-def expire_pending(state: CustomerState, watermark: datetime, cfg: StateConfig) -> Transition:
-    """Give up on held cancellations older than ``watermark - pending_window``.
+def notify_unmatched(
+    state: CustomerState, progress: datetime | None, cfg: StateConfig
+) -> Transition:
+    """Report held cancellations the purchases input has moved past.
 
-    For timers: a customer who sends nothing more would otherwise hold them forever.
-    ``watermark`` is the worker's clock (event-time watermark or wall clock)."""
-    limit = watermark - cfg.pending_window
-    if not any(h.occurred_at < limit for hs in state.pending.values() for h in hs):
+    ``progress`` is the event-time progress of the purchases partition that
+    carries this customer's purchases (the newest ``occurred_at`` read from it;
+    None: unknown yet).  A held cancellation older than ``progress -
+    pending_window`` is marked notified and returned in ``notices``, once; it
+    stays held, so a purchase that still comes gets its refund.  Nothing else
+    (the cancellations topic, other customers, the wall clock) can make it due.
+    """
+    since = state.unnotified_since()
+    if progress is None or since is None or since >= progress - cfg.pending_window:
         return Transition(state, "unchanged")
+    limit = progress - cfg.pending_window
     s = _copy(state)
-    return Transition(s, "expired", expired=_expire(s, limit))
+    notices: list[tuple[str, Held]] = []
+    for order_id, hs in s.pending.items():
+        if any(not h.notified and h.occurred_at < limit for h in hs):
+            due = [h for h in hs if not h.notified and h.occurred_at < limit]
+            notices += [(order_id, h) for h in due]
+            s.pending[order_id] = tuple(replace(h, notified=True) if h in due else h for h in hs)
+    notices.sort(key=lambda n: _held_key(n[1]))
+    return Transition(s, "notified", notices=tuple(notices))
+
+
+def notice_due(state: CustomerState, cfg: StateConfig) -> datetime | None:
+    """The purchases progress past which ``notify_unmatched`` reports something."""
+    since = state.unnotified_since()
+    return None if since is None else since + cfg.pending_window
 
 
 def set_risk(state: CustomerState, level: str, *, time_driven: bool) -> CustomerState:
@@ -420,6 +442,32 @@ def set_risk(state: CustomerState, level: str, *, time_driven: bool) -> Customer
     if level == state.risk:
         return state
     return replace(state, risk=level, version=state.version + (1 if time_driven else 0))
+
+
+def recount(s: CustomerState) -> None:
+    """Rebuild the running aggregates from the ledger (after decoding).
+
+    Sums a day's orders at once rather than replaying ``_count_order`` per
+    order: decoding a long history is this loop.  Exact either way (Decimal
+    sums in ``MONEY_CONTEXT``), so the result equals the incremental figures.
+    """
+    by_day: dict[int, list[OrderEntry]] = {}
+    for e in s.ledger.values():
+        if not (e.refund_seen and e.refunded == e.amount):
+            by_day.setdefault(e.occurred_at.toordinal(), []).append(e)
+    with localcontext(MONEY_CONTEXT):
+        s.days = {
+            d: DayAgg(len(es), sum((e.net for e in es), ZERO), sum((e.margin for e in es), ZERO))
+            for d, es in by_day.items()
+        }
+        s.orders = sum(a.orders for a in s.days.values())
+        s.net = sum((a.net for a in s.days.values()), ZERO)
+        s.margin = sum((a.margin for a in s.days.values()), ZERO)
+    if by_day:
+        s.first_order_at = min(e.occurred_at for e in by_day[min(by_day)])
+        s.last_order_at = max(e.occurred_at for e in by_day[max(by_day)])
+    else:
+        s.first_order_at = s.last_order_at = None
 
 
 # ------------------------------------------------------------------ internals
@@ -436,7 +484,6 @@ def _count_order(s: CustomerState, e: OrderEntry, sign: Literal[1, -1]) -> None:
     agg = DayAgg(agg.orders + sign, op(agg.net, e.net), op(agg.margin, e.margin))
     if agg.orders:
         s.days[day] = agg
-        s.floor = _min_time(s.floor, _day_end(day))
     else:
         del s.days[day]
     if sign > 0:
@@ -445,13 +492,12 @@ def _count_order(s: CustomerState, e: OrderEntry, sign: Literal[1, -1]) -> None:
             s.last_order_at = e.occurred_at
     elif e.occurred_at in (s.first_order_at, s.last_order_at):
         live = [o.occurred_at for o in s.ledger.values() if not o.cancelled]
-        live += [t for t in (s.past_first_at, s.past_last_at) if t is not None]
         s.first_order_at = min(live, default=None)
         s.last_order_at = max(live, default=None)
 
 
-def _refund(s: CustomerState, order_id: str, h: Held, fx: FxTable) -> Applied:
-    e = s.ledger[order_id]
+def _refund(s: CustomerState, key: int, h: Held, fx: FxTable) -> Applied:
+    e = s.ledger[key]
     if h.scope is Scope.ORDER or h.amount is not None:
         if h.amount is None:
             amount = e.amount
@@ -459,10 +505,10 @@ def _refund(s: CustomerState, order_id: str, h: Held, fx: FxTable) -> Applied:
             amount = fx.cross(h.amount, h.currency or e.currency, e.currency)
         refunded = min(e.amount, _add(e.refunded, amount))
         net = fx.convert(_sub(e.amount, refunded), e.currency)
-        new = replace(
-            e, refunded=refunded, refund_seen=True, net=net, margin=_margin_of(net, e.margin_rate)
+        new = e._replace(
+            refunded=refunded, refund_seen=True, net=net, margin=margin_of(net, e.margin_rate)
         )
-        s.ledger[order_id] = new  # before _count_order, which may rescan the ledger
+        s.ledger[key] = new  # before _count_order, which may rescan the ledger
         if not e.cancelled:
             _count_order(s, e, -1)
             if not new.cancelled:
@@ -498,77 +544,6 @@ def _add_categories(s: CustomerState, new: Iterable[str], cfg: StateConfig) -> N
         s.categories.remove(max(s.categories))
 
 
-def _advance(
-    s: CustomerState, at: datetime | None, cfg: StateConfig
-) -> tuple[tuple[str, Held], ...]:
-    """Move the watermark to purchase time ``at`` (None: a cancellation, which
-    never moves it), then expire and compact what fell behind it."""
-    if at is not None and (s.watermark is None or at > s.watermark):
-        s.watermark = at
-    expired: tuple[tuple[str, Held], ...] = ()
-    if sum(len(hs) for hs in s.pending.values()) > cfg.max_pending:
-        oldest = sorted(h.occurred_at for hs in s.pending.values() for h in hs)
-        expired += _expire(s, oldest[-cfg.max_pending])
-    if s.watermark is None:
-        return expired
-    if s.pending:
-        expired += _expire(s, s.watermark - cfg.pending_window)
-    horizon = s.watermark - cfg.ledger_window
-    if len(s.ledger) > cfg.max_ledger_orders:
-        times = sorted(e.occurred_at for e in s.ledger.values())
-        horizon = max(horizon, times[len(times) - cfg.max_ledger_orders * 9 // 10])
-    if s.horizon is None or horizon > s.horizon:
-        s.horizon = horizon
-        if s.floor is not None and s.floor < horizon:
-            expired += _compact(s, horizon)
-    return expired
-
-
-def _expire(s: CustomerState, limit: datetime) -> tuple[tuple[str, Held], ...]:
-    """Remove held cancellations older than ``limit``.  Their event ids stay in
-    ``seen``, so a redelivery is a duplicate rather than a second dead letter."""
-    out: list[tuple[str, Held]] = []
-    for order_id, hs in list(s.pending.items()):
-        keep = tuple(h for h in hs if h.occurred_at >= limit)
-        out += [(order_id, h) for h in hs if h.occurred_at < limit]
-        if keep:
-            s.pending[order_id] = keep
-        else:
-            del s.pending[order_id]
-    return tuple(sorted(out, key=lambda x: _held_key(x[1])))
-
-
-def _compact(s: CustomerState, horizon: datetime) -> tuple[tuple[str, Held], ...]:
-    """Fold everything older than ``horizon`` into aggregates (see module docstring)."""
-    for order_id, e in list(s.ledger.items()):
-        if e.occurred_at < horizon:
-            del s.ledger[order_id]
-            if not e.cancelled:
-                s.past_first_at = _min_time(s.past_first_at, e.occurred_at)
-                if s.past_last_at is None or e.occurred_at > s.past_last_at:
-                    s.past_last_at = e.occurred_at
-    horizon_day = _day(horizon)
-    for day in sorted(d for d in s.days if d < horizon_day):
-        agg = s.days.pop(day)
-        if s.past_days == 0:
-            s.past_first_day_net, s.past_first_day_margin = agg.net, agg.margin
-        s.past_days += 1
-    s.seen = {k: t for k, t in s.seen.items() if t >= horizon}
-    expired = _expire(s, horizon)
-    s.floor = recompute_floor(s)
-    return expired
-
-
-def recompute_floor(s: CustomerState) -> datetime | None:
-    """The earliest timestamp the state holds (ledger, ids, held, end of first day)."""
-    times = [e.occurred_at for e in s.ledger.values()]
-    times += s.seen.values()
-    times += [h.occurred_at for hs in s.pending.values() for h in hs]
-    if s.days:
-        times.append(_day_end(min(s.days)))
-    return min(times, default=None)
-
-
 __all__ = [
     "Applied",
     "BtydSummary",
@@ -582,8 +557,11 @@ __all__ = [
     "Transition",
     "apply_cancellation",
     "apply_purchase",
-    "expire_pending",
+    "id_hash",
+    "margin_of",
     "new_state",
-    "recompute_floor",
+    "notice_due",
+    "notify_unmatched",
+    "recount",
     "set_risk",
 ]

@@ -1,32 +1,17 @@
-"""What the ``customers`` table stores per key: state, input offsets, owed outputs.
+"""What the ``customers`` table stores per key: the state and its owed outputs.
 
-Two facts a crash must not lose sit next to the encoded ``CustomerState``:
+Next to the encoded ``CustomerState`` sits the ``outbox``: the output records
+(``ltv.updates``, ``ltv.churn-risk``, dead letters) that the write producing
+this value owes downstream. The value reaches the changelog before its
+outputs are acknowledged; when a worker dies in between, the redelivered
+input is a duplicate by the customer's ledger and publishes nothing.
+Recovery re-sends the outbox of every changelog record it restores instead
+(a transactional outbox), so the update is published at least once. Redis
+keeps the value without its outbox.
 
-* ``offsets``: per input topic, the highest source offset whose record has
-  been folded into this value. Kafka redelivers everything after the last
-  committed offset, possibly from far back. The customer's ledger tells a
-  replay from a new event, except for history compacted out of the 90-day
-  ledger, which would come back as a ``late_event`` dead letter: a record at
-  or below the stored offset is a redelivery, so "too old" means "already
-  folded in" for it. The offset alone is not trusted to mean "applied": a
-  consumer that skipped a record and applied later ones leaves an offset
-  above it, and the redelivery must still be applied.
-* ``outbox``: the output records (``ltv.updates``, ``ltv.churn-risk``, dead
-  letters) that the write producing this value owes downstream. The value
-  reaches the changelog before its outputs are acknowledged; when a worker
-  dies in between, the redelivered input is a duplicate (see above) and
-  would publish nothing. Recovery re-sends the outbox of every changelog record
-  it restores instead (a transactional outbox), so the update is published
-  at least once. Redis keeps the value without its outbox.
-
-The offsets live outside ``CustomerState`` on purpose: the state is a pure,
-permutation-invariant function of the events; offsets are delivery facts.
-
-Layout: byte ``0xFE``, then unsigned LEB128 varints ``purchases offset + 1``,
-``cancellations offset + 1`` (0: none), ``len(state)``, the state bytes
-(``state.codec``), then per output: kind byte, ``len(key) + 1`` (0: no key),
-key, ``len(value)``, value. A value that does not start with ``0xFE`` is a
-bare encoded state (no offsets, nothing owed): what older versions stored.
+Layout: byte ``0xFD``, then unsigned LEB128 varint ``len(state)``, the state
+bytes (``state.codec``), then per output: kind byte, ``len(key) + 1`` (0: no
+key), key, ``len(value)``, value. Any other first byte is refused.
 """
 
 from __future__ import annotations
@@ -38,9 +23,8 @@ from typing import Literal
 from state.codec import CodecError, decode_state
 from state.customer import CustomerState
 
-MARKER = 0xFE
+MARKER = 0xFD
 
-InputKind = Literal["purchase", "cancellation"]
 OutputKind = Literal["update", "churn", "dead_letter"]
 _KIND_BYTES: dict[OutputKind, int] = {"update": 1, "churn": 2, "dead_letter": 3}
 _KINDS: dict[int, OutputKind] = {b: k for k, b in _KIND_BYTES.items()}
@@ -56,41 +40,15 @@ class Output:
 
 
 @dataclass(frozen=True, slots=True)
-class Offsets:
-    """Highest applied source offset per input topic (-1: none yet)."""
-
-    purchase: int = -1
-    cancellation: int = -1
-
-    def of(self, kind: InputKind) -> int:
-        return self.purchase if kind == "purchase" else self.cancellation
-
-    def covers(self, kind: InputKind, offset: int) -> bool:
-        """True when the record at ``offset`` of ``kind``'s topic is already folded in."""
-        return offset <= self.of(kind)
-
-    def advanced(self, kind: InputKind, offset: int) -> Offsets:
-        if kind == "purchase":
-            return Offsets(max(self.purchase, offset), self.cancellation)
-        return Offsets(self.purchase, max(self.cancellation, offset))
-
-
-NO_OFFSETS = Offsets()
-
-
-@dataclass(frozen=True, slots=True)
 class Stored:
     """A decoded table value."""
 
     state: bytes
-    offsets: Offsets = NO_OFFSETS
     outbox: tuple[Output, ...] = ()
 
 
-def encode(state: bytes, offsets: Offsets, outbox: Sequence[Output] = ()) -> bytes:
+def encode(state: bytes, outbox: Sequence[Output] = ()) -> bytes:
     out = bytearray((MARKER,))
-    _varint(out, offsets.purchase + 1)
-    _varint(out, offsets.cancellation + 1)
     _varint(out, len(state))
     out += state
     for output in outbox:
@@ -107,12 +65,9 @@ def encode(state: bytes, offsets: Offsets, outbox: Sequence[Output] = ()) -> byt
 
 def decode(raw: bytes) -> Stored:
     """Split a table value; raises ``CodecError`` on bytes this version cannot read."""
-    if not raw or raw[0] != MARKER:
-        return Stored(raw)
+    _check_marker(raw)
     try:
-        purchase, pos = _read_varint(raw, 1)
-        cancellation, pos = _read_varint(raw, pos)
-        size, pos = _read_varint(raw, pos)
+        size, pos = _read_varint(raw, 1)
         state = _take(raw, pos, size)
         pos += size
         outbox: list[Output] = []
@@ -127,7 +82,7 @@ def decode(raw: bytes) -> Stored:
             outbox.append(Output(kind, key, value))
     except (IndexError, KeyError) as exc:
         raise CodecError(f"corrupt table value: {exc!r}") from exc
-    return Stored(state, Offsets(purchase - 1, cancellation - 1), tuple(outbox))
+    return Stored(state, tuple(outbox))
 
 
 def customer_state(raw: bytes) -> CustomerState:
@@ -140,18 +95,21 @@ def without_outbox(raw: bytes) -> bytes:
 
     Cuts after the state without parsing the outputs (called on every write).
     """
-    if not raw or raw[0] != MARKER:
-        return raw
+    _check_marker(raw)
     try:
-        _, pos = _read_varint(raw, 1)
-        _, pos = _read_varint(raw, pos)
-        size, pos = _read_varint(raw, pos)
+        size, pos = _read_varint(raw, 1)
     except IndexError as exc:
         raise CodecError(f"corrupt table value: {exc!r}") from exc
     end = pos + size
     if end > len(raw):
         raise CodecError(f"corrupt table value: state runs past the end ({len(raw)})")
     return raw if end == len(raw) else raw[:end]
+
+
+def _check_marker(raw: bytes) -> None:
+    if not raw or raw[0] != MARKER:
+        head = raw[:1].hex() or "empty"
+        raise CodecError(f"not a table value of this version (first byte {head})")
 
 
 def _varint(out: bytearray, n: int) -> None:

@@ -58,10 +58,10 @@ class ErrorCode(StrEnum):
     UNKNOWN_CURRENCY = "unknown_currency"
     TOO_LARGE = "too_large"
     KEY_MISMATCH = "key_mismatch"
+    # A notice: the cancellation is still held and applied if its purchase comes.
     UNKNOWN_ORDER = "unknown_order"
-    # Older than the customer's compaction horizon: idempotency can no longer be
-    # guaranteed for it, so it is dead-lettered instead of risking a double count.
-    LATE_EVENT = "late_event"
+    # The customer already remembers the most events allowed; not applied.
+    CUSTOMER_LIMIT = "customer_limit"
     INTERNAL = "internal"
 
 

@@ -28,11 +28,13 @@ from ltv.valuation import ValuationConfig
 from state.customer import StateConfig
 from state.envelope import Output
 from state.fx import load_fx_table
+from state.store import RedisStore
+from state.store.keys import Index
 from state.store.producer import drain
 from streams import inactivity
 from streams.app import app, customer_store, customers, handled, settings, topics
 from streams.metrics import METRICS, NO_LEVEL
-from streams.processing import EventType, Processor, Record, Result, utc_now
+from streams.processing import EventType, NextCheck, Processor, Record, Result, utc_now
 from streams.settings import Settings
 
 
@@ -43,7 +45,7 @@ def build_processor(conf: Settings) -> Processor:
         fx=fx,
         default_margin=conf.default_margin,
         pending_window=timedelta(days=conf.pending_cancellation_days),
-        ledger_window=timedelta(days=max(90, conf.pending_cancellation_days)),
+        max_events=conf.max_customer_events,
     )
     valuation_cfg = ValuationConfig(
         basis=ValueBasis(conf.value_basis),
@@ -172,10 +174,10 @@ async def _handle_batch(kind: EventType, events: Sequence[EventT]) -> None:  # t
                 wrote = True
             else:  # nothing stored: a redelivery derives these again
                 await _send(result.outputs)
-            if message.key and result.next_check is not None:
+            if message.key:
                 # Buffered with the state above: flushed to Redis in one script.
-                at = result.next_check.at
-                store.schedule(message.key, None if at is None else at.timestamp())
+                _file(store, message.key, "schedule", result.next_check)
+                _file(store, message.key, "notices", result.notice_at)
         _observe(kind, result, started)
     if wrote:
         # The changelog records of the batch are acknowledged before its
@@ -185,6 +187,12 @@ async def _handle_batch(kind: EventType, events: Sequence[EventT]) -> None:  # t
     # The batch's outputs are with the producer: its state writes may now be flushed.
     store.seal()
     handled.mark(event.message for event in events)  # their acks may now be committed
+
+
+def _file(store: RedisStore, key: bytes, index: Index, check: NextCheck | None) -> None:
+    """Set the key's entry in one of the store's indexes (None: leave it)."""
+    if check is not None:
+        store.schedule(key, None if check.at is None else check.at.timestamp(), index)
 
 
 async def _send(outputs: Sequence[Output]) -> None:

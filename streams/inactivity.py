@@ -1,13 +1,17 @@
-"""The inactivity timer: time-driven churn-risk changes without input events (issue 5.3).
+"""The inactivity timer: work due without an input event of the customer.
 
 Cost per tick. Every customer whose state is written gets an entry in its
 partition's schedule (a Redis sorted set kept by the store, written in the
 same atomic flush as the state): the instant its churn-risk level would next
-change with no new order (``ltv.schedule``), or when a held cancellation
-expires. A tick asks each active partition only for the entries already due
-(ZRANGEBYSCORE, O(log n + due)), so its cost grows with the customers that
-actually change, not with all customers. ``ltv_inactivity_checks_total``
-counts the customers handed out.
+change with no new order (``ltv.schedule``). A customer holding a
+cancellation also has an entry in the partition's ``notices`` index: the
+event time the purchases partition must pass before the cancellation is
+reported as unknown_order (``streams.processing``). A tick asks each active
+partition only for the entries already due, the schedule against the clock
+and the notices against the partition's purchases progress (ZRANGEBYSCORE,
+O(log n + due)), so its cost grows with the customers that actually change,
+not with all customers. ``ltv_inactivity_checks_total`` counts the customers
+handed out.
 
 Why an internal topic. A Faust table write needs a current event (it names
 the partition), and the state must only change on the partition's owner in
@@ -19,9 +23,10 @@ small record per due customer (key = customer id, value = ``{"due": t}``) to
 schedule entry, sends, seal).
 
 Delivery is at-least-once. The same script that reads the due entries moves
-them ``RETRY_SECONDS`` ahead, so the next ticks do not send them again while
-their records are on the way; if a record is lost (crash before it is
-produced or consumed) the entry falls due again after that delay. A
+them ``RETRY_SECONDS`` ahead (of the clock, or of the purchases progress for
+notices), so the next ticks do not send them again while their records are
+on the way; if a record is lost (crash before it is produced or consumed)
+the entry falls due again after that delay. A
 duplicate record is harmless: the handler finds the level unchanged, sends
 nothing and writes the correct entry again.
 
@@ -31,11 +36,15 @@ seen, over all its partitions), which is also how tests move time. In event
 mode the timer waits for the first event after a start, and retries fall due
 when event time has moved ``RETRY_SECONDS`` on.
 
-Not covered: the schedule is not in the changelog, so a partition rebuilt
+Not covered: the indexes are not in the changelog, so a partition rebuilt
 from the changelog (Redis lost) has entries only for customers written
-since; a new model changes the levels of customers whose entries were
-computed with the old one only when those entries fall due (moving them is
-the model-refit transition's job).
+since (the store files every recovered customer as due in the schedule, and
+that look re-files its notices entry); a new model changes the levels of
+customers whose entries were computed with the old one only when those
+entries fall due (moving them is the model-refit transition's job). The
+purchases progress lives in the process: after a restart or a rebalance a
+notice waits until the new owner has read a purchase of the partition past
+it.
 """
 
 from __future__ import annotations
@@ -85,9 +94,14 @@ class InactivityTimer:
         clock = processor.clock(utc_now()).timestamp()
         store = self.store()
         sent = 0
+        value = orjson.dumps({"due": clock})
         for partition in store.active_partitions():
             due = await store.due(partition, clock, BATCH, clock + RETRY_SECONDS)
-            value = orjson.dumps({"due": clock})
+            progress = processor.progress.get(partition)
+            if progress is not None:
+                until = progress.timestamp()
+                held = await store.due(partition, until, BATCH, until + RETRY_SECONDS, "notices")
+                due += [key for key in held if key not in due]
             for key in due:
                 await self.topic.send(key=key, value=value, partition=partition)
             sent += len(due)

@@ -5,23 +5,33 @@ returns the new state plus every output record to publish. The Faust agent
 only moves bytes between Kafka, the table and this function, so the whole
 event path is unit-testable and the agent stays a thin edge.
 
-Time-driven work (issue 5.3). Every result that writes a state also says
-when the customer next needs a look without any event (``Result.next_check``:
-the next churn-risk change from ``ltv.schedule``, or the expiry of a held
-cancellation, whichever is first); the agent files it in the store's
-schedule in the same atomic write as the state. When that time comes the
-inactivity timer (``streams.inactivity``) sends an internal record, and
-``handle("inactivity", ...)`` revalues the customer as of the clock: a new
+Time-driven work. Every result that writes a state also says when the
+customer next needs a look without any event (``Result.next_check``: the next
+churn-risk change from ``ltv.schedule``, on the clock); the agent files it in
+the store's schedule in the same atomic write as the state. When that time
+comes the inactivity timer (``streams.inactivity``) sends an internal record,
+and ``handle("inactivity", ...)`` revalues the customer as of the clock: a new
 level is published as ``ltv.updates`` (cause inactivity, one version more)
 plus ``ltv.churn-risk`` (cause inactivity); an unchanged level (the customer
 bought meanwhile, or the record is a retry) publishes nothing and only
 reschedules, so repeated ticks are harmless.
+
+Held cancellations. A cancellation whose purchase has not come is held in
+the state for good. It is reported as ``unknown_order`` once the purchases
+partition that carries the customer's purchases has moved past it by
+``pending_window`` in event time (``Processor.progress``: the newest
+``occurred_at`` read from that partition by this process), never by the
+clock: the cancellations topic draining ahead, other partitions or the wall
+clock say nothing about whether the purchase can still come. The result's
+``notice_at`` files the customer in the store's second index, scored by that
+progress, and the inactivity timer asks it for the customers the partition's
+progress has passed. Checked on every write of the customer too.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Literal
@@ -38,11 +48,12 @@ from state.customer import (
     Transition,
     apply_cancellation,
     apply_purchase,
-    expire_pending,
     new_state,
+    notice_due,
+    notify_unmatched,
     set_risk,
 )
-from state.envelope import NO_OFFSETS, Output, Stored
+from state.envelope import Output
 from state.events import (
     Cause,
     ChurnRiskChange,
@@ -78,6 +89,8 @@ class Result:
     when there is nothing to remember.
     ``outcome`` is the metric label: applied, held, duplicate, dead_letter, ...
     ``next_check`` is the customer's new schedule entry, or None to leave it.
+    ``notice_at`` is its entry in the held-cancellation index (scored by the
+    purchases partition's event-time progress), or None to leave it.
     """
 
     outcome: str
@@ -88,6 +101,7 @@ class Result:
     total_ltv: Decimal | None = None
     churn: tuple[str | None, str] | None = None
     next_check: NextCheck | None = None
+    notice_at: NextCheck | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +137,9 @@ class Processor:
         self.model: ModelSnapshot | None = None
         # Highest event time seen: the clock of replays (LTV_CLOCK=event).
         self.watermark: datetime | None = None
+        #: Per purchases partition, the newest occurred_at read from it: how far
+        #: that input has moved in event time (what held cancellations wait on).
+        self.progress: dict[int, datetime] = {}
 
     def clock(self, now: datetime) -> datetime:
         """Valuation time: the wall clock, or the event-time watermark for replays."""
@@ -135,34 +152,13 @@ class Processor:
     ) -> Result:
         """Process one record; never raises for bad input (it becomes a dead letter).
 
-        ``stored`` is the key's table value. A record at or below the input
-        offset it includes is a redelivery (Kafka replays from the last
-        committed offset). The customer's ledger, not the offset, decides
-        whether it is a duplicate: the offset only keeps a replay of history
-        already folded into the aggregates from becoming a late_event dead
-        letter. A redelivered record the ledger does not know was skipped by
-        an earlier delivery (the consumer passed it over) and is applied now
-        -- trusting the offset alone would lose it for good.
+        ``stored`` is the key's table value. The customer's history in the
+        state, not the record's offset, tells a redelivery from a new event,
+        whatever its age: Kafka may redeliver from far back.
         """
-        held: Stored | None = None
         try:
-            held = None if stored is None else envelope.decode(stored)
-            redelivered = (
-                held is not None
-                and kind != "inactivity"
-                and held.offsets.covers(kind, record.offset)
-            )
-            state = None if held is None else held.state
-            result = self._handle(kind, record, state, now, redelivered=redelivered)
-            if redelivered and result.state is not None:
-                log.warning(
-                    "%s[%d]@%d: at or below the offset already folded in, yet new to the "
-                    "customer's state (%s): an earlier delivery skipped it",
-                    record.topic,
-                    record.partition,
-                    record.offset,
-                    result.outcome,
-                )
+            state = None if stored is None else envelope.decode(stored).state
+            result = self._handle(kind, record, state, now)
         except EventError as exc:
             result = self._dead(record, exc, now)
         except Exception as exc:  # our own bug: keep the event, keep the worker
@@ -170,31 +166,15 @@ class Processor:
                 "internal error on %s[%d]@%d", record.topic, record.partition, record.offset
             )
             result = self._dead(record, EventError(ErrorCode.INTERNAL, repr(exc)[:500]), now)
-        return self._remember(kind, record, held, result)
-
-    @staticmethod
-    def _remember(kind: EventType, record: Record, held: Stored | None, result: Result) -> Result:
-        """Turn ``result.state`` into the table value: state, offsets and outbox.
-
-        Records that change nothing (duplicates, dead letters) write nothing:
-        a redelivery derives their outputs again.
-        """
-        if result.state is None:
-            return result
-        offsets = NO_OFFSETS if held is None else held.offsets
-        if kind != "inactivity":
-            offsets = offsets.advanced(kind, record.offset)
-        result.state = envelope.encode(result.state, offsets, result.outputs)
+        if result.state is not None:
+            # The table value owes the outputs of its write (state.envelope).
+            # Records that change nothing (duplicates, dead letters) write
+            # nothing: a redelivery derives their outputs again.
+            result.state = envelope.encode(result.state, result.outputs)
         return result
 
     def _handle(
-        self,
-        kind: EventType,
-        record: Record,
-        stored: bytes | None,
-        now: datetime,
-        *,
-        redelivered: bool = False,
+        self, kind: EventType, record: Record, stored: bytes | None, now: datetime
     ) -> Result:
         if kind == "inactivity":
             return self._inactivity(record, stored, now)
@@ -209,34 +189,46 @@ class Processor:
         state = decode_state(stored) if stored is not None else new_state(customer_id)
         if kind == "purchase":
             transition = apply_purchase(state, event, self.state_cfg)  # type: ignore[arg-type]
+            seen = self.progress.get(record.partition)
+            if seen is None or occurred_at > seen:
+                self.progress[record.partition] = occurred_at
         else:
             transition = apply_cancellation(state, event, self.state_cfg)  # type: ignore[arg-type]
         if self.watermark is None or occurred_at > self.watermark:
             self.watermark = occurred_at
+        if transition.outcome == "limit":
+            log.warning(
+                "%s[%d]@%d: customer %r remembers %d events, the most allowed "
+                "(LTV_MAX_CUSTOMER_EVENTS); event dead-lettered",
+                record.topic,
+                record.partition,
+                record.offset,
+                customer_id,
+                state.remembered,
+            )
+            error = EventError(
+                ErrorCode.CUSTOMER_LIMIT,
+                f"customer remembers {state.remembered} events, the most allowed "
+                f"(LTV_MAX_CUSTOMER_EVENTS={self.state_cfg.max_events}); not applied",
+            )
+            return self._dead(record, error, now)
+        if transition.outcome in ("applied", "held"):
+            notice = notify_unmatched(
+                transition.state, self.progress.get(record.partition), self.state_cfg
+            )
+            transition = replace(transition, state=notice.state, notices=notice.notices)
         result = self._render(transition, state.version, self.clock(now))
         result.occurred_at = occurred_at
-        result.outputs.extend(self._expired(transition, now))
-        result.dead_letter_codes.extend(ErrorCode.UNKNOWN_ORDER.value for _ in transition.expired)
-        if transition.outcome == "late":
-            if redelivered:  # a replay of history compacted since: nothing to say
-                return Result(outcome="duplicate")
-            result.outputs.append(
-                self._dead_output(
-                    record,
-                    EventError(
-                        ErrorCode.LATE_EVENT, "older than the customer's compaction horizon"
-                    ),
-                    now,
-                )
-            )
-            result.dead_letter_codes.append(ErrorCode.LATE_EVENT.value)
-            result.outcome = "dead_letter"
+        result.outputs.extend(self._notices(transition, record.partition, now))
+        result.dead_letter_codes.extend(ErrorCode.UNKNOWN_ORDER.value for _ in transition.notices)
+        if result.state is not None and (state.pending or transition.state.pending):
+            result.notice_at = NextCheck(notice_due(transition.state, self.state_cfg))
         return result
 
     def _render(self, t: Transition, old_version: int, clock: datetime) -> Result:
         """Store and publish according to the transition's outcome (see Transition)."""
         state = t.state
-        if t.outcome in ("duplicate", "late", "unchanged"):
+        if t.outcome in ("duplicate", "unchanged"):
             return Result(outcome=t.outcome)
         if t.outcome != "applied" or not t.applied:
             return Result(
@@ -271,22 +263,25 @@ class Processor:
     def _inactivity(self, record: Record, stored: bytes | None, now: datetime) -> Result:
         """A due schedule entry: revalue as of the clock, publish a level change.
 
-        Pure in the stored state and the clock, so a duplicate or stale
-        record (at-least-once delivery, or the customer bought after the
-        entry fell due) finds the level unchanged and publishes nothing.
-        Also expires held cancellations of a customer who sends nothing more.
-        Does not move the event-time watermark: it is not an input event.
+        Pure in the stored state, the clock and the purchases progress, so a
+        duplicate or stale record (at-least-once delivery, or the customer
+        bought after the entry fell due) finds the level unchanged and
+        publishes nothing. Also reports held cancellations the customer's
+        purchases partition has moved past. Does not move the event-time
+        watermark: it is not an input event.
         """
         if record.key is None:
             raise EventError(ErrorCode.SCHEMA, "inactivity record without a key")
         if stored is None:  # nothing stored under the key: drop its entry
             return Result(outcome="unknown", next_check=NextCheck(None))
         clock = self.clock(now)
-        expiry = expire_pending(decode_state(stored), clock, self.state_cfg)
-        state = expiry.state
+        notice = notify_unmatched(
+            decode_state(stored), self.progress.get(record.partition), self.state_cfg
+        )
+        state = notice.state
         valuation = value(self.figures(state, clock), self.model, self.valuation_cfg, clock)
         level = valuation.churn_risk.value if valuation.churn_risk is not None else None
-        outputs = self._expired(expiry, now)
+        outputs = self._notices(notice, record.partition, now)
         churn: tuple[str | None, str] | None = None
         if level is not None and level != state.risk:
             churn = (state.risk, level)
@@ -294,38 +289,31 @@ class Processor:
             cause = Cause(type="inactivity")
             outputs.append(self._update_output(state, cause, state.version, valuation, clock))
             outputs.append(self._churn(state, churn, valuation, clock, "inactivity"))
-        changed = churn is not None or expiry.outcome == "expired"
+        changed = churn is not None or notice.outcome == "notified"
         return Result(
-            outcome="applied" if churn is not None else expiry.outcome,
+            outcome="applied" if churn is not None else notice.outcome,
             state=encode_state(state) if changed else None,
             outputs=outputs,
-            dead_letter_codes=[ErrorCode.UNKNOWN_ORDER.value for _ in expiry.expired],
+            dead_letter_codes=[ErrorCode.UNKNOWN_ORDER.value for _ in notice.notices],
             total_ltv=valuation.total_ltv if churn is not None else None,
             churn=churn,
             next_check=self._next_check(state, clock),
+            notice_at=NextCheck(notice_due(state, self.state_cfg)) if state.pending else None,
         )
 
     def _next_check(self, state: CustomerState, clock: datetime) -> NextCheck:
-        """The earliest instant a time-driven look at ``state`` can change something.
+        """The earliest instant a time-driven look at ``state`` can change its risk.
 
         That is the next churn-risk change (``ltv.schedule``), or now when the
         stored level is already stale (an event that did not revalue, a new
-        model), or the expiry of the oldest held cancellation (1 microsecond
-        after ``occurred_at + pending_window``: ``expire_pending`` expires
-        strictly older ones), whichever comes first.
+        model).
         """
         outlook = risk_outlook(
             self.figures(state, clock), self.model, self.valuation_cfg.thresholds, clock
         )
-        times: list[datetime] = []
         if outlook.current is not None and outlook.current.value != state.risk:
-            times.append(clock)
-        elif outlook.next_at is not None:
-            times.append(outlook.next_at)
-        held = [h.occurred_at for hs in state.pending.values() for h in hs]
-        if held:
-            times.append(min(held) + self.state_cfg.pending_window + _MICROSECOND)
-        return NextCheck(min(times, default=None))
+            return NextCheck(clock)
+        return NextCheck(outlook.next_at)
 
     def _churn(
         self,
@@ -421,13 +409,16 @@ class Processor:
             model=None if model is None else ModelRef(name=model.name, version=model.version),
         ).to_json()
 
-    def _expired(self, t: Transition, now: datetime) -> list[Output]:
-        """Held cancellations that never found their purchase: dead letters."""
+    def _notices(self, t: Transition, partition: int, now: datetime) -> list[Output]:
+        """Held cancellations the purchases input has moved past: dead-letter notices."""
         outputs = []
-        for order_id, held in t.expired:
+        days = self.state_cfg.pending_window / timedelta(days=1)
+        for order_id, held in t.notices:
             error = EventError(
                 ErrorCode.UNKNOWN_ORDER,
-                f"no purchase {order_id!r} arrived within the pending window",
+                f"no purchase {order_id!r} yet, and purchases partition {partition} has "
+                f"moved more than {days:g} days past the cancellation; still held: "
+                "the refund is applied if the purchase comes",
             )
             letter = DeadLetter.build(
                 source_topic=self.cancellations_topic,
@@ -474,9 +465,6 @@ class Processor:
 def _versions(applied: tuple[Applied, ...], old_version: int) -> list[tuple[Applied, int]]:
     """One consecutive version per incorporated event (DESIGN §7)."""
     return [(a, old_version + i) for i, a in enumerate(applied, start=1)]
-
-
-_MICROSECOND = timedelta(microseconds=1)
 
 
 def utc_now() -> datetime:

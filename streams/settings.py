@@ -55,6 +55,9 @@ class Settings(BaseSettings):
     data_dir: Path = Path("var/faust")
     max_message_bytes: int = Field(65536, ge=1024, le=16 * 1024 * 1024)
     pending_cancellation_days: int = Field(30, ge=0, le=3650)
+    # Orders plus cancellations one customer may remember (state.customer): at
+    # ~20 encoded bytes each, the top of the range still fits a 1 MB record.
+    max_customer_events: int = Field(20_000, ge=100, le=40_000)
     # Seconds between periodic model fits in the worker group (streams.fit).
     fit_interval: float = Field(3600.0, ge=1.0, le=30 * 86400.0)
     # Seconds between ticks of the inactivity timer (streams.inactivity).

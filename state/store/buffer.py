@@ -12,10 +12,10 @@ Reads look in ``open``, ``sealed``, ``inflight`` (newest first), then the
 clean cache, and only then in Redis. A value of ``None`` is a delete in the
 buffer and a "known absent" entry in the cache.
 
-Secondary index. Next to each generation of values the buffer keeps the
-same generation of *index* writes (``key -> score``, ``None`` removes the
-key from the index): the partition's sorted set in Redis (the schedule of
-time-driven work, see ``RedisStore.schedule``). Index writes move through
+Secondary indexes. Next to each generation of values the buffer keeps the
+same generation of *index* writes (``(index, key) -> score``, ``None``
+removes the key from that index): the partition's sorted sets in Redis
+(``keys.INDEXES``, see ``RedisStore.schedule``). Index writes move through
 seal/take/settle/abort together with the values, and a flush writes both
 in one script, so after any crash Redis holds a value and its index entry
 from the same generation.
@@ -28,12 +28,16 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
+from state.store.keys import Index
+
 __all__ = ["CleanCache", "Lookup", "PartitionBuffer", "Snapshot"]
 
 K = TypeVar("K")
 
 #: ``(found, value)``: ``found`` False means "ask the next layer".
 Lookup = tuple[bool, bytes | None]
+#: Which index, which table key.
+IndexEntry = tuple[Index, bytes]
 _MISS: Lookup = (False, None)
 
 
@@ -44,8 +48,8 @@ class Snapshot:
     items: Mapping[bytes, bytes | None]
     #: Last changelog offset known to be covered by ``items`` (None: unknown).
     offset: int | None
-    #: Index writes of the same generation: key -> score, None removes.
-    index: Mapping[bytes, float | None] = field(default_factory=dict)
+    #: Index writes of the same generation: (index, key) -> score, None removes.
+    index: Mapping[IndexEntry, float | None] = field(default_factory=dict)
 
     def covering(self, offset: int | None) -> Snapshot:
         """Return this snapshot, known to cover up to ``offset`` too."""
@@ -61,9 +65,9 @@ class PartitionBuffer:
     open: dict[bytes, bytes | None] = field(default_factory=dict)
     sealed: dict[bytes, bytes | None] = field(default_factory=dict)
     inflight: dict[bytes, bytes | None] = field(default_factory=dict)
-    open_index: dict[bytes, float | None] = field(default_factory=dict)
-    sealed_index: dict[bytes, float | None] = field(default_factory=dict)
-    inflight_index: dict[bytes, float | None] = field(default_factory=dict)
+    open_index: dict[IndexEntry, float | None] = field(default_factory=dict)
+    sealed_index: dict[IndexEntry, float | None] = field(default_factory=dict)
+    inflight_index: dict[IndexEntry, float | None] = field(default_factory=dict)
     sealed_offset: int | None = None
     #: Offset stored in Redis by the last successful flush.
     flushed_offset: int | None = None
@@ -77,15 +81,15 @@ class PartitionBuffer:
         """Buffer a live write (``None`` deletes)."""
         self.open[key] = value
 
-    def index(self, key: bytes, score: float | None) -> None:
-        """Buffer a live index write (``None`` removes ``key`` from the index)."""
-        self.open_index[key] = score
+    def index(self, index: Index, key: bytes, score: float | None) -> None:
+        """Buffer a live index write (``None`` removes ``key`` from ``index``)."""
+        self.open_index[index, key] = score
 
-    def indexed(self, key: bytes) -> tuple[bool, float | None]:
-        """Return the newest buffered index score of ``key`` (``found`` first)."""
+    def indexed(self, index: Index, key: bytes) -> tuple[bool, float | None]:
+        """Return the newest buffered score of ``key`` in ``index`` (``found`` first)."""
         for layer in (self.open_index, self.sealed_index, self.inflight_index):
-            if key in layer:
-                return True, layer[key]
+            if (index, key) in layer:
+                return True, layer[index, key]
         return False, None
 
     def recover(self, key: bytes, value: bytes | None, offset: int) -> None:
@@ -94,9 +98,9 @@ class PartitionBuffer:
         if self.sealed_offset is None or offset > self.sealed_offset:
             self.sealed_offset = offset
 
-    def recover_index(self, key: bytes, score: float | None) -> None:
+    def recover_index(self, index: Index, key: bytes, score: float | None) -> None:
         """Buffer the index entry of a recovered key, sealed with its value."""
-        self.sealed_index[key] = score
+        self.sealed_index[index, key] = score
 
     def lookup(self, key: bytes) -> Lookup:
         """Return the newest buffered value of ``key``."""

@@ -2,9 +2,9 @@
 
 Every key of one table partition carries the same hash tag
 ``{ltv:<app_id>:<table>:<partition>}``, so on Redis Cluster the data hash,
-its metadata hash and its schedule (sorted set) live in one slot and a single
-Lua script may touch all three (that is what makes a flush atomic and
-fenceable). The app id and table name are percent-encoded, which makes the
+its metadata hash and its secondary indexes (sorted sets, ``INDEXES``) live
+in one slot and a single Lua script may touch them all (that is what makes a
+flush atomic and fenceable). The app id and table name are percent-encoded, which makes the
 layout unambiguous (``a:b`` + ``c`` never collides with ``a`` + ``b:c``) and
 leaves no glob metacharacters, so the ``reset_state`` scan pattern below
 matches this app's and table's keys only.
@@ -13,14 +13,22 @@ matches this app's and table's keys only.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 from urllib.parse import quote
 
-__all__ = ["EPOCH_FIELD", "OFFSET_FIELD", "KeyLayout"]
+__all__ = ["EPOCH_FIELD", "INDEXES", "OFFSET_FIELD", "Index", "KeyLayout"]
 
 #: Field of the metadata hash holding the partition's fencing epoch.
 EPOCH_FIELD = b"epoch"
 #: Field of the metadata hash holding the last applied changelog offset.
 OFFSET_FIELD = b"offset"
+
+#: A secondary index of the table's keys, each a sorted set per partition.
+#: The store only keeps scores; what they mean is the app's: ``schedule``
+#: holds the unix time of each key's next time-driven check, ``notices`` the
+#: event time its input must pass before a held event is reported.
+Index = Literal["schedule", "notices"]
+INDEXES: tuple[Index, ...] = ("schedule", "notices")
 
 
 def _component(text: str) -> str:
@@ -50,15 +58,14 @@ class KeyLayout:
         """Return the hash of ``epoch`` and ``offset`` of ``partition``."""
         return f"{self.tag(partition)}:meta".encode()
 
-    def schedule_key(self, partition: int) -> bytes:
-        """Return the sorted set of table key -> score of ``partition`` (the
-        store's secondary index; the app keeps the unix time of each key's
-        next time-driven check there)."""
-        return f"{self.tag(partition)}:schedule".encode()
+    def index_key(self, partition: int, index: Index) -> bytes:
+        """Return the sorted set of table key -> score of ``index`` in ``partition``."""
+        return f"{self.tag(partition)}:{index}".encode()
 
     def keys(self, partition: int) -> list[bytes]:
-        """Return KEYS of every store script: data, meta, schedule."""
-        return [self.data_key(partition), self.meta_key(partition), self.schedule_key(partition)]
+        """Return KEYS of every store script: data, meta, then each of ``INDEXES``."""
+        indexes = [self.index_key(partition, index) for index in INDEXES]
+        return [self.data_key(partition), self.meta_key(partition), *indexes]
 
     def scan_pattern(self) -> str:
         """Return a SCAN MATCH pattern for every key of this app's table."""

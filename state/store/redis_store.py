@@ -60,15 +60,16 @@ offset). Every write script checks the epoch, so once a new owner has
 claimed, a zombie's flush is refused: it is dropped and logged, and the
 store forgets the partition (its data is in the changelog anyway).
 
-Schedule (secondary index). ``schedule(key, when)`` puts the table key into
-the partition's sorted set with score ``when`` (``None`` removes it). The
-entry is buffered in the same generation as the key's value and written by
-the same WRITE script, so Redis never holds a value without the schedule
-entry computed with it, or the reverse, whatever the crash. ``due()`` hands
-out the keys whose score has passed (and pushes them back by a retry delay
-in the same script); its cost is O(log n + due), not O(n). The schedule is
-not in the changelog: a partition rebuilt from the changelog has no
-schedule until its customers are written again (see streams.inactivity).
+Secondary indexes (``keys.INDEXES``). ``schedule(key, when, index)`` puts
+the table key into the partition's sorted set of that index with score
+``when`` (``None`` removes it). The entry is buffered in the same generation
+as the key's value and written by the same WRITE script, so Redis never
+holds a value without the index entries computed with it, or the reverse,
+whatever the crash. ``due()`` hands out the keys whose score has passed (and
+pushes them back by a retry delay in the same script); its cost is
+O(log n + due), not O(n). The indexes are not in the changelog: a partition
+rebuilt from the changelog has none until its customers are written again
+(see streams.inactivity).
 
 Standby replicas are not needed with a shared Redis (set
 ``table_standby_replicas=0``); if Faust assigns some anyway, their offsets
@@ -99,7 +100,7 @@ from yarl import URL
 
 from state.store.buffer import CleanCache, PartitionBuffer, Snapshot
 from state.store.config import StoreConfig
-from state.store.keys import OFFSET_FIELD, KeyLayout
+from state.store.keys import INDEXES, OFFSET_FIELD, Index, KeyLayout
 from state.store.metrics import StoreMetrics, default_metrics
 from state.store.outbox import Outbox
 from state.store.producer import drain
@@ -229,8 +230,8 @@ class RedisStore(SerializedStore):  # type: ignore[type-arg]
             if key not in buffer:
                 self._cache.put((partition, key), _as_bytes(value))
 
-    def schedule(self, key: bytes, when: float | None) -> None:
-        """Set ``key``'s score in its partition's schedule (``None`` removes it).
+    def schedule(self, key: bytes, when: float | None, index: Index = "schedule") -> None:
+        """Set ``key``'s score in its partition's ``index`` (``None`` removes it).
 
         Call where a table write is allowed (inside stream iteration): the
         entry joins the partition of the current event and is flushed with
@@ -238,15 +239,22 @@ class RedisStore(SerializedStore):  # type: ignore[type-arg]
         """
         buffer = self._owned_buffer(self._write_partition())
         if buffer is not None:
-            buffer.index(key, when)
+            buffer.index(index, key, when)
             self._after_write()
 
     def active_partitions(self) -> list[int]:
         """Partitions this worker owns (claimed, active) right now."""
         return sorted(self._buffers)
 
-    async def due(self, partition: int, until: float, limit: int, retry_at: float) -> list[bytes]:
-        """Keys of ``partition`` whose schedule score is <= ``until`` (at most ``limit``).
+    async def due(
+        self,
+        partition: int,
+        until: float,
+        limit: int,
+        retry_at: float,
+        index: Index = "schedule",
+    ) -> list[bytes]:
+        """Keys of ``partition`` whose ``index`` score is <= ``until`` (at most ``limit``).
 
         Each returned key's score moves to ``retry_at`` in the same script,
         so a later call does not return it again before then. Keys whose
@@ -257,7 +265,8 @@ class RedisStore(SerializedStore):  # type: ignore[type-arg]
         epoch = self._epochs.get(partition)
         if buffer is None or epoch is None:
             return []
-        args = [str(epoch), repr(until), str(limit), repr(retry_at)]
+        position = 3 + INDEXES.index(index)  # KEYS of the scripts: data, meta, indexes
+        args = [str(epoch), repr(until), str(limit), repr(retry_at), str(position)]
         keys = await self._retry("due", self._evaluator(DUE, partition, args))
         if keys is None:
             logger.warning(
@@ -266,7 +275,7 @@ class RedisStore(SerializedStore):  # type: ignore[type-arg]
             return []
         out = []
         for key in keys:
-            found, score = buffer.indexed(key)
+            found, score = buffer.indexed(index, key)
             if not found or (score is not None and score <= until):
                 out.append(key)
         return out
@@ -311,7 +320,7 @@ class RedisStore(SerializedStore):  # type: ignore[type-arg]
                 value = self._outbox.strip(value)
             buffer.recover(message.key, value, message.offset)
             if self._schedule_recovered:
-                buffer.recover_index(message.key, None if value is None else 0.0)
+                buffer.recover_index("schedule", message.key, None if value is None else 0.0)
             self.set_persisted_offset(message.tp, message.offset)
         if resent:
             logger.info(
@@ -682,12 +691,12 @@ class RedisStore(SerializedStore):  # type: ignore[type-arg]
     def _write_chunks(self, epoch: int, snapshot: Snapshot) -> Iterator[list[Any]]:
         """Yield WRITE argument lists; only the last one stores the offset.
 
-        Chunks split by table key, and a key's value and schedule entry go
+        Chunks split by table key, and a key's value and index entries go
         in the same chunk, so even a crash between chunks leaves them in
         agreement.
         """
         items, index = snapshot.items, snapshot.index
-        keys = list(dict.fromkeys([*items, *index]))
+        keys = list(dict.fromkeys([*items, *(key for _, key in index)]))
         size = self.config.chunk_keys
         starts = range(0, max(len(keys), 1), size)
         for start in starts:
@@ -695,13 +704,17 @@ class RedisStore(SerializedStore):  # type: ignore[type-arg]
             is_last = start == starts[-1]
             offset = "" if snapshot.offset is None or not is_last else str(snapshot.offset)
             values = [(key, items[key]) for key in chunk if key in items]
-            scores = [(key, index[key]) for key in chunk if key in index]
             pairs = [part for key, value in values if value is not None for part in (key, value)]
             deletes = [key for key, value in values if value is None]
-            adds = [part for key, s in scores if s is not None for part in (repr(s), key)]
-            removes = [key for key, s in scores if s is None]
-            counts = [str(len(pairs) // 2), str(len(deletes)), str(len(adds) // 2)]
-            yield [str(epoch), offset, *counts, *pairs, *deletes, *adds, *removes]
+            counts = [str(len(pairs) // 2), str(len(deletes))]
+            entries: list[Any] = []
+            for name in INDEXES:
+                scores = [(key, index[name, key]) for key in chunk if (name, key) in index]
+                adds = [part for key, s in scores if s is not None for part in (repr(s), key)]
+                removes = [key for key, s in scores if s is None]
+                counts += [str(len(adds) // 2), str(len(removes))]
+                entries += [*adds, *removes]
+            yield [str(epoch), offset, *counts, *pairs, *deletes, *entries]
 
     # -- internals: Redis calls --------------------------------------------------
 

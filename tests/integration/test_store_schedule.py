@@ -30,12 +30,12 @@ async def store() -> AsyncIterator[RedisStore]:
 def put(store: RedisStore, key: bytes, value: bytes | None, when: float | None) -> None:
     buffer = store._buffers[0]
     buffer.write(key, value)
-    buffer.index(key, when)
+    buffer.index("schedule", key, when)
 
 
 def schedule(store: RedisStore) -> dict[bytes, float]:
     entries: list[tuple[bytes, float]] = store._sync.zrange(
-        store.layout.schedule_key(0), 0, -1, withscores=True
+        store.layout.index_key(0, "schedule"), 0, -1, withscores=True
     )  # type: ignore[assignment]
     return dict(entries)
 
@@ -74,7 +74,7 @@ async def test_due_skips_keys_rescheduled_since_the_last_flush(store: RedisStore
     put(store, b"idle", b"v", 10.0)
     store.seal()
     await store.flush()
-    store._buffers[0].index(b"bought", 500.0)  # newer score, not flushed yet
+    store._buffers[0].index("schedule", b"bought", 500.0)  # newer score, not flushed yet
     assert await store.due(0, until=20.0, limit=10, retry_at=300.0) == [b"idle"]
 
 

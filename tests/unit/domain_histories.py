@@ -7,10 +7,12 @@ no state, no holding and no incremental updates, so that it shares nothing with
 
 from __future__ import annotations
 
+import random
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 from hypothesis import strategies as st
 
@@ -34,19 +36,25 @@ CURRENCIES = ("SEK", "EUR", "USD", "JPY")
 Event = Purchase | Cancellation
 
 money = st.decimals(min_value=0, max_value=2000, places=2)
+#: Histories span three years: no window of any kind may decide what counts.
+SPAN_DAYS = 3 * 365
+# Mostly any day, often a few shared ones, so that orders share purchase days
+# (the first day among them) and refunds land before or after their orders.
+_day = st.integers(0, SPAN_DAYS) | st.sampled_from((0, 1, 2, 400, SPAN_DAYS))
+#: Minutes since T0.
+moments = st.builds(lambda day, minute: day * 1440 + minute, _day, st.integers(0, 1439))
 # Strategies are built once here: building them inside composites per example
 # costs more than the tests themselves.
-_span = 20 * 24 * 60  # minutes: every history fits in 20 days, inside every window
 
 
 PurchaseFields = tuple[int, Decimal, str, Decimal | None, str | None, list[str], str | None]
 CancelFields = tuple[int, Decimal | None, str | None, Scope]
 
 
-def purchase_fields(span_minutes: int) -> st.SearchStrategy[PurchaseFields]:
+def purchase_fields(when: st.SearchStrategy[int]) -> st.SearchStrategy[PurchaseFields]:
     """minute offset, amount, currency, margin rate, channel, categories, plan."""
     return st.tuples(
-        st.integers(0, span_minutes),
+        when,
         money,
         st.sampled_from(CURRENCIES),
         st.none() | st.decimals(min_value=0, max_value=1, places=2),
@@ -56,9 +64,9 @@ def purchase_fields(span_minutes: int) -> st.SearchStrategy[PurchaseFields]:
     )
 
 
-_purchase_fields = purchase_fields(_span)
+_purchase_fields = purchase_fields(moments)
 _cancel_fields = st.tuples(
-    st.integers(0, _span),
+    moments,
     st.none() | money,
     st.none() | st.sampled_from(CURRENCIES),
     st.sampled_from(Scope),
@@ -102,23 +110,72 @@ def make_cancellation(
     )
 
 
-_history_parts = st.tuples(
-    st.lists(_purchase_fields, max_size=6),
-    st.lists(st.tuples(st.integers(0, 6), _cancel_fields), max_size=6),
-    st.lists(st.integers(0, 100), max_size=3),
-    st.lists(st.integers(0, 100), max_size=2),
-)
+def _history_parts(max_orders: int) -> st.SearchStrategy[Any]:
+    return st.tuples(
+        st.lists(_purchase_fields, max_size=min(max_orders, 40)),
+        st.lists(st.tuples(st.integers(0, 10**6), _cancel_fields), max_size=20),
+        st.lists(st.integers(0, 10**6), max_size=12),
+        st.lists(st.integers(0, 10**6), max_size=6),
+    )
+
+
+_SHARED_DAYS = (0, 1, 2, 400, SPAN_DAYS)
+
+
+def _bulk(rng: random.Random, n: int) -> tuple[list[PurchaseFields], list[Any]]:
+    """``n`` orders and about n / 3 cancellations drawn from the same domains as
+    the strategies above: hypothesis rarely builds long lists element by element."""
+
+    def moment() -> int:
+        day = rng.choice(_SHARED_DAYS) if rng.random() < 0.2 else rng.randint(0, SPAN_DAYS)
+        return day * 1440 + rng.randint(0, 1439)
+
+    def amount() -> Decimal:
+        return Decimal(rng.randint(0, 200_000)) / 100
+
+    orders: list[PurchaseFields] = [
+        (
+            moment(),
+            amount(),
+            rng.choice(CURRENCIES),
+            None if rng.random() < 0.5 else Decimal(rng.randint(0, 100)) / 100,
+            rng.choice((None, "seo", "paid", "email")),
+            rng.sample(("books", "toys", "food"), rng.randint(0, 2)),
+            rng.choice((None, None, "basic", "pro")),
+        )
+        for _ in range(n)
+    ]
+    cancels = [
+        (
+            rng.randint(0, 10**6),
+            (
+                moment(),
+                None if rng.random() < 0.5 else amount(),
+                rng.choice((None, *CURRENCIES)),
+                rng.choice(list(Scope)),
+            ),
+        )
+        for _ in range(n // 3)
+    ]
+    return orders, cancels
 
 
 @st.composite
-def histories(draw: st.DrawFn) -> list[Event]:
-    """Orders, cancellations (partial, full, of unknown orders, before their order),
-    exact redeliveries and purchase retries with a fresh event id."""
-    orders, cancels, redeliveries, retries = draw(_history_parts)
+def histories(draw: st.DrawFn, max_orders: int = 500) -> list[Event]:
+    """Up to ``max_orders`` orders over three years (one history in five has
+    100 or more); cancellations (partial, full, of orders that never arrive,
+    dated before or after their order); exact redeliveries of any earlier event
+    and purchase retries with a fresh event id, at any distance from the
+    original."""
+    orders, cancels, redeliveries, retries = draw(_history_parts(max_orders))
+    rng = draw(st.randoms(use_true_random=True))
+    if max_orders >= 100 and rng.random() >= 0.8:
+        more_orders, more_cancels = _bulk(rng, rng.randint(100, max_orders))
+        orders, cancels = orders + more_orders, cancels + more_cancels
     events: list[Event] = [make_purchase(i, f) for i, f in enumerate(orders)]
     for j, (target, fields) in enumerate(cancels):
-        # A target beyond the last order is an order that never arrives.
-        events.append(make_cancellation(j, f"o-{min(target, len(orders))}", fields))
+        # Target len(orders) is an order that never arrives.
+        events.append(make_cancellation(j, f"o-{target % (len(orders) + 1)}", fields))
     if events:
         events += [events[k % len(events)] for k in redeliveries]
     if orders:

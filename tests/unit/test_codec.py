@@ -11,8 +11,8 @@ import pytest
 from domain_histories import CFG, T0, Event, apply, histories, make_purchase, replay
 from hypothesis import given, settings
 
-from state.codec import FORMAT_V2, ZDICT_V2, CodecError, decode_state, encode_state
-from state.customer import new_state
+from state.codec import FORMAT, ZDICT, CodecError, decode_state, encode_state
+from state.customer import id_hash, new_state
 
 
 def test_empty_state_round_trips() -> None:
@@ -25,38 +25,45 @@ def test_empty_state_round_trips() -> None:
 def test_any_state_round_trips_canonically(events: list[Event]) -> None:
     state = replay(events)
     raw = encode_state(state)
-    assert raw[0] == FORMAT_V2
+    assert raw[0] == FORMAT
     back = decode_state(raw)
     assert back == state
     assert encode_state(back) == raw
 
 
 def test_decoded_state_keeps_working() -> None:
-    """The compaction cache is rebuilt on decode: a much later order still compacts."""
+    """Aggregates are rebuilt on decode: a later order and a refund of the first
+    apply to the decoded state exactly as to the live one."""
     first = make_purchase(1, (0, Decimal(10), "SEK", None, None, [], None))
-    state = decode_state(encode_state(replay([first])))
+    live = replay([first])
+    state = decode_state(encode_state(live))
     later = make_purchase(
-        2, (0, Decimal(5), "SEK", None, None, [], None), start=T0 + timedelta(days=200)
+        2, (0, Decimal(5), "SEK", None, None, [], None), start=T0 + timedelta(days=2000)
     )
     t = apply(state, later, CFG)
-    assert t.outcome == "applied" and t.state.orders == 2 and t.state.ledger.keys() == {"o-2"}
+    assert t.outcome == "applied" and t.state.orders == 2
+    assert t.state.ledger.keys() == {id_hash("o-1"), id_hash("o-2")}
+    assert t.state == apply(live, later, CFG).state
 
 
 def _deflated(body: bytes) -> bytes:
-    packer = zlib.compressobj(6, zlib.DEFLATED, -12, 8, zdict=ZDICT_V2)
-    return b"\x02" + packer.compress(body) + packer.flush()
+    packer = zlib.compressobj(6, zlib.DEFLATED, -12, 8, zdict=ZDICT)
+    return b"\x03" + packer.compress(body) + packer.flush()
 
 
 @pytest.mark.parametrize(
     "raw",
     [
         b"",
-        b"\x03[]",
-        b"\x01not json",
-        b"\x01[1,2]",
-        b'\x01["c",0]',
-        b"\x02not deflate",
+        b"\x04[]",
+        b"\x01not json",  # formats before 3 are not read
+        b"\x02" + _deflated(b"[]")[1:],
+        b"\x03not deflate",
+        _deflated(b"not json"),
+        _deflated(b"[1,2]"),
         _deflated(b'["c",0]'),
+        # a ledger whose columns disagree in length
+        _deflated(b'["c",0,"0",[null,null,null],[],null,null,null,[[1,2],[5],[],[],[],[]],[],[]]'),
         _deflated(orjson.dumps(["c"] * 10))[:-3],  # truncated
         _deflated(b" " * (17 * 1024 * 1024)),  # inflates past MAX_BODY_BYTES
     ],
@@ -66,26 +73,30 @@ def test_unreadable_bytes_raise_codec_error(raw: bytes) -> None:
         decode_state(raw)
 
 
-def test_format_2_is_deflated_json_readable_with_zlib_alone() -> None:
+def test_format_3_is_deflated_json_readable_with_zlib_alone() -> None:
     """Other languages can read states: raw deflate with the published dictionary."""
     raw = encode_state(new_state("c-1"))
-    body = zlib.decompressobj(-12, zdict=ZDICT_V2).decompress(raw[1:])
+    body = zlib.decompressobj(-12, zdict=ZDICT).decompress(raw[1:])
     assert orjson.loads(body)[0] == "c-1"
 
 
-def test_format_1_values_still_decode() -> None:
-    """States written before format 2 (plain JSON body) stay readable."""
-    state = replay([make_purchase(1, (0, Decimal(10), "SEK", None, None, [], None))])
-    raw = encode_state(state)
-    v1 = b"\x01" + zlib.decompressobj(-12, zdict=ZDICT_V2).decompress(raw[1:])
-    assert decode_state(v1) == state
-
-
-def test_typical_state_deflates_to_a_third() -> None:
-    """The dictionary earns its place: a demo-like state shrinks well below its JSON."""
+def test_a_repeated_order_key_is_refused() -> None:
     state = replay(
-        [make_purchase(i, (0, Decimal(10 + i), "SEK", None, None, [], None)) for i in range(3)]
+        [make_purchase(i, (i, Decimal(10), "SEK", None, None, [], None)) for i in range(2)]
     )
+    body = orjson.loads(zlib.decompressobj(-12, zdict=ZDICT).decompress(encode_state(state)[1:]))
+    keys = body[8][0]
+    keys[1] = keys[0]
+    with pytest.raises(CodecError, match="repeated order key"):
+        decode_state(_deflated(orjson.dumps(body)))
+
+
+def test_the_dictionary_earns_its_place() -> None:
+    """A small state deflated against the preset dictionary is far smaller than
+    deflated alone (most customers have one or two orders)."""
+    order = (0, Decimal("123.45"), "EUR", Decimal("0.35"), "email", ["books"], None)
+    state = replay([make_purchase(1, order)])
     raw = encode_state(state)
-    body = zlib.decompressobj(-12, zdict=ZDICT_V2).decompress(raw[1:])
-    assert len(raw) * 2 < len(body)
+    body = zlib.decompressobj(-12, zdict=ZDICT).decompress(raw[1:])
+    plain = zlib.compressobj(6, zlib.DEFLATED, -12, 8)
+    assert len(raw) * 3 < (len(plain.compress(body)) + len(plain.flush())) * 2

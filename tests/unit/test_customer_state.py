@@ -16,8 +16,10 @@ from state.customer import (
     StateConfig,
     apply_cancellation,
     apply_purchase,
-    expire_pending,
+    id_hash,
     new_state,
+    notice_due,
+    notify_unmatched,
     set_risk,
 )
 from state.events import Cancellation, Purchase
@@ -129,24 +131,36 @@ def test_cancellation_before_purchase_is_held_then_applied() -> None:
     assert (t.state.net, t.state.version, t.state.pending) == (70, 2, {})
 
 
-def test_unmatched_cancellation_expires_after_the_window() -> None:
+def test_the_customers_own_orders_never_expire_a_held_cancellation() -> None:
+    """However far the customer's purchases move on, the cancellation stays held."""
     s = run(cancel("c1", "ghost", day=0))
-    t = apply_purchase(s, buy("o2", "10", day=29), CFG)
-    assert t.expired == () and "ghost" in t.state.pending
-    t = apply_purchase(t.state, buy("o3", "10", day=31), CFG)
-    assert [(oid, h.event_id) for oid, h in t.expired] == [("ghost", "c1")]
-    assert t.state.pending == {}
-    # A redelivery of the expired cancellation is a duplicate, not a second dead letter.
-    assert apply_cancellation(t.state, cancel("c1", "ghost", day=0), CFG).outcome == "duplicate"
-    assert b'"order_id":"ghost"' in t.expired[0][1].event_json("c", "ghost")
+    t = apply_purchase(s, buy("o2", "10", day=900), CFG)
+    assert t.notices == () and "ghost" in t.state.pending
 
 
-def test_expire_pending_uses_an_external_clock() -> None:
+def test_an_unmatched_cancellation_is_notified_once_by_purchases_progress() -> None:
     s = run(cancel("c1", "ghost", day=0))
-    assert expire_pending(s, T0 + timedelta(days=29), CFG).outcome == "unchanged"
-    t = expire_pending(s, T0 + timedelta(days=31), CFG)
-    assert t.outcome == "expired" and len(t.expired) == 1 and t.state.pending == {}
-    assert "ghost" in s.pending  # input untouched
+    assert notice_due(s, CFG) == T0 + timedelta(days=30)
+    assert notify_unmatched(s, None, CFG).outcome == "unchanged"  # progress unknown
+    assert notify_unmatched(s, T0 + timedelta(days=30), CFG).outcome == "unchanged"
+    t = notify_unmatched(s, T0 + timedelta(days=31), CFG)
+    assert t.outcome == "notified" and [(o, h.event_id) for o, h in t.notices] == [("ghost", "c1")]
+    assert b'"order_id":"ghost"' in t.notices[0][1].event_json("c", "ghost")
+    assert "ghost" in s.pending and not s.pending["ghost"][0].notified  # input untouched
+    # Still held, reported once, and no longer due.
+    assert t.state.pending["ghost"][0].notified and notice_due(t.state, CFG) is None
+    assert notify_unmatched(t.state, T0 + timedelta(days=400), CFG).outcome == "unchanged"
+    # A redelivery is a duplicate, not a second notice.
+    assert apply_cancellation(t.state, cancel("c1", "ghost"), CFG).outcome == "duplicate"
+
+
+def test_a_purchase_after_the_notice_still_gets_its_refund() -> None:
+    s = run(cancel("c1", "o1", amount="30", day=1))
+    s = notify_unmatched(s, T0 + timedelta(days=365), CFG).state
+    t = apply_purchase(s, buy("o1", "100"), CFG)
+    assert [a.kind for a in t.applied] == ["purchase", "cancellation"]
+    assert (t.state.net, t.state.version, t.state.pending) == (70, 2, {})
+    assert t.state == run(buy("o1", "100"), cancel("c1", "o1", amount="30", day=1))
 
 
 def test_first_channel_in_event_time_sticks() -> None:
@@ -168,7 +182,7 @@ def test_fx_conversion_to_base() -> None:
 
 def test_refund_in_another_currency_is_converted_to_the_order_currency() -> None:
     s = run(buy("o1", "1000", currency="SEK"), cancel("c1", "o1", amount="10", currency="EUR"))
-    assert s.ledger["o1"].refunded == FX.cross(Decimal(10), "EUR", "SEK")
+    assert s.ledger[id_hash("o1")].refunded == FX.cross(Decimal(10), "EUR", "SEK")
 
 
 def test_subscription_lifecycle() -> None:
@@ -202,23 +216,41 @@ def test_repeat_day_spend_excludes_the_first_day() -> None:
     assert (summary.x, summary.t_x, summary.T, summary.repeat_net) == (2, 9, 20, 70)
 
 
-def test_old_orders_are_compacted_and_late_events_rejected() -> None:
-    cfg = StateConfig(fx=FX, pending_window=timedelta(days=5), ledger_window=timedelta(days=10))
-    s = run(*(buy(f"o{i}", "10", day=i) for i in range(30)), cfg=cfg)
+def test_events_of_any_age_apply_and_deduplicate_exactly() -> None:
+    """Three years of orders: the oldest order arriving last, a refund of it and a
+    redelivery of it years later all count exactly, with no window."""
+    days = [i * 37 for i in range(30)]
+    s = run(*(buy(f"o{i}", "10", day=d) for i, d in enumerate(days) if i))
+    t = apply_purchase(s, buy("o0", "10", day=0), CFG)
+    assert t.outcome == "applied" and t.state.first_order_at == T0
+    s = t.state
     assert (s.orders, s.net, s.purchase_days, s.version) == (30, 300, 30, 30)
-    assert len(s.ledger) == 11 and s.past_days == 19
-    assert s.first_order_at == T0
-    assert apply_purchase(s, buy("o0", "10", day=0), cfg).outcome == "late"
-    assert apply_cancellation(s, cancel("c", "o0", day=1), cfg).outcome == "late"
-    summary = s.btyd(T0 + timedelta(days=40))
-    assert summary is not None and (summary.x, summary.t_x, summary.repeat_net) == (29, 29, 290)
+    assert apply_purchase(s, buy("o0", "10", day=0), CFG).outcome == "duplicate"
+    s = apply_cancellation(s, cancel("c0", "o0", day=1000), CFG).state
+    assert (s.orders, s.net, s.purchase_days) == (29, 290, 29)
+    assert s.first_order_at == T0 + timedelta(days=37)
+    summary = s.btyd(T0 + timedelta(days=1200))
+    assert summary is not None and (summary.x, summary.t_x, summary.repeat_net) == (28, 1036, 280)
 
 
-def test_ledger_cap_bounds_state_of_heavy_customers() -> None:
-    cfg = StateConfig(fx=FX, max_ledger_orders=100)
-    s = run(*(buy(f"o{i}", "1", day=i / 100) for i in range(500)), cfg=cfg)
-    assert s.orders == 500 and s.net == 500
-    assert len(s.ledger) <= 100 and len(s.days) <= 2
+def test_cancelling_the_only_order_of_the_first_day_moves_the_first_day() -> None:
+    s = run(buy("o1", "100"), buy("o2", "40", day=3), buy("o3", "5", day=3.2))
+    s = apply_cancellation(s, cancel("c1", "o1", day=10), CFG).state
+    summary = s.btyd(T0 + timedelta(days=10))
+    assert summary is not None
+    assert (summary.x, summary.t_x, summary.T, summary.repeat_net) == (0, 0, 7, 0)
+    assert s.first_day_value() == (45, Decimal("22.5"))
+
+
+def test_past_the_per_customer_cap_new_events_are_refused_never_silently() -> None:
+    cfg = StateConfig(fx=FX, max_events=5)
+    s = run(*(buy(f"o{i}", "1", day=i) for i in range(4)), cancel("c0", "o0"), cfg=cfg)
+    assert s.remembered == 5 and (s.orders, s.net) == (3, 3)
+    assert apply_purchase(s, buy("o9", "1"), cfg).outcome == "limit"
+    assert apply_cancellation(s, cancel("c9", "o1"), cfg).outcome == "limit"
+    # What is remembered is still recognised.
+    assert apply_purchase(s, buy("o1", "1"), cfg).outcome == "duplicate"
+    assert apply_cancellation(s, cancel("c0", "o0"), cfg).outcome == "duplicate"
 
 
 def test_set_risk_bumps_version_only_when_time_driven() -> None:
@@ -236,6 +268,8 @@ def test_wrong_customer_is_a_programming_error() -> None:
 
 def test_config_is_validated() -> None:
     with pytest.raises(ValueError):
-        StateConfig(fx=FX, pending_window=timedelta(days=60), ledger_window=timedelta(days=30))
+        StateConfig(fx=FX, pending_window=timedelta(days=-1))
+    with pytest.raises(ValueError):
+        StateConfig(fx=FX, max_events=0)
     with pytest.raises(ValueError):
         StateConfig(fx=FX, default_margin=Decimal(2))

@@ -70,25 +70,56 @@ def test_a_purchase_after_the_entry_fell_due_makes_the_tick_stale() -> None:
     assert stale.next_check.at > comeback + GAP
 
 
-def test_held_cancellation_is_scheduled_and_expired_by_the_tick() -> None:
-    p = processor()
-    stored, _ = regular_buyer(p)
+def cancellation(event_id: str, order_id: str, at: datetime) -> Record:
     body = {
-        "event_id": "x-1",
-        "order_id": "never-bought",
+        "event_id": event_id,
+        "order_id": order_id,
         "customer_id": "c-1",
-        "occurred_at": LAST.isoformat(),
+        "occurred_at": at.isoformat(),
         "scope": "order",
     }
-    cancel = Record("orders.cancellations", 0, 1, b"c-1", orjson.dumps(body))
-    held = p.handle("cancellation", cancel, stored, LAST)
+    return Record("orders.cancellations", 0, 1, b"c-1", orjson.dumps(body))
+
+
+def test_held_cancellation_is_noticed_by_purchases_progress_never_by_the_clock() -> None:
+    p = processor()
+    stored, _ = regular_buyer(p)  # purchases partition 0 has reached LAST
+    held = p.handle("cancellation", cancellation("x-1", "never-bought", LAST), stored, LAST)
     assert held.outcome == "held" and held.state is not None
-    expiry = LAST + timedelta(days=30, microseconds=1)
-    assert held.next_check == NextCheck(expiry)
-    result = tick(p, held.state, expiry)
-    assert result.outcome == "expired" and result.dead_letter_codes == ["unknown_order"]
+    due = LAST + timedelta(days=30)
+    assert held.notice_at == NextCheck(due)
+    # The clock a year on reports nothing: only purchases progress does.
+    late = tick(p, held.state, LAST + timedelta(days=365))
+    assert late.dead_letter_codes == [] and late.notice_at == NextCheck(due)
+    # Another customer's purchase on the same partition moves it past the cancellation.
+    p.handle("purchase", purchase(9, due + timedelta(days=1), customer="c-2"), None, due)
+    result = tick(p, held.state, due)
+    assert result.outcome == "notified" and result.dead_letter_codes == ["unknown_order"]
     assert result.state is not None and bodies(result, "update") == []
+    (letter,) = bodies(result, "dead_letter")
+    assert letter["error"]["code"] == "unknown_order" and "still held" in letter["error"]["message"]
+    assert result.notice_at == NextCheck(None)  # reported once: out of the index
     assert result.next_check == NextCheck(LAST + 1.5 * GAP)
+    again = tick(p, result.state, due)
+    assert again.dead_letter_codes == [] and again.state is None
+
+
+def test_a_cancellation_arriving_after_purchases_moved_past_it_is_noticed_at_once() -> None:
+    p = processor()
+    stored, _ = regular_buyer(p)
+    old = LAST - timedelta(days=60)
+    held = p.handle("cancellation", cancellation("x-2", "ghost", old), stored, LAST)
+    assert held.outcome == "held" and held.dead_letter_codes == ["unknown_order"]
+    assert held.notice_at == NextCheck(None)
+    # Its purchase still comes: the refund applies, nothing more is reported.
+    ghost = purchase(7, old - timedelta(days=1))
+    body = orjson.loads(ghost.value) | {"order_id": "ghost"}
+    record = Record(ghost.topic, 0, 7, b"c-1", orjson.dumps(body))
+    assert held.state is not None
+    applied = p.handle("purchase", record, held.state, LAST)
+    assert applied.outcome == "applied" and applied.dead_letter_codes == []
+    assert [u["cause"]["type"] for u in bodies(applied, "update")] == ["purchase", "cancellation"]
+    assert applied.notice_at == NextCheck(None)
 
 
 def test_unknown_customer_is_unscheduled() -> None:

@@ -14,6 +14,7 @@ from ltv.formulas import ValueBasis
 from ltv.gammagamma import GammaGammaParams
 from ltv.mbgnbd import MBGNBDParams
 from ltv.valuation import ValuationConfig
+from state import envelope
 from state.codec import encode_state
 from state.customer import CustomerState, StateConfig, apply_cancellation, apply_purchase, new_state
 from state.events import Cancellation, Purchase
@@ -64,15 +65,20 @@ def history(customer: str, *orders: tuple[float, str], **kw: Any) -> CustomerSta
     return state
 
 
+def table_value(state: CustomerState) -> bytes:
+    """What the customers table stores for ``state`` (nothing owed)."""
+    return envelope.encode(encode_state(state))
+
+
 def test_population_reduces_encoded_states_to_fit_columns() -> None:
     as_of = T0 + timedelta(days=100)
     pop = Population(as_of, ValueBasis.REVENUE)
     # Two orders on day 0 are one purchase day; days 10 and 40 are repeats.
     repeat = history("a", (0, "10"), (0.5, "5"), (10, "20"), (40, "40"))
-    pop.add(encode_state(repeat))
-    pop.add(encode_state(history("b", (30, "7"))))
-    pop.add(encode_state(history("late", (150, "9"))))  # first order after as_of
-    pop.add(encode_state(new_state("none")))
+    pop.add(table_value(repeat))
+    pop.add(table_value(history("b", (30, "7"))))
+    pop.add(table_value(history("late", (150, "9"))))  # first order after as_of
+    pop.add(table_value(new_state("none")))
     pop.add(b"\x09garbage")
     assert len(pop) == 2
     assert (pop.skipped, pop.corrupt) == (2, 1)
@@ -86,13 +92,13 @@ def test_population_reduces_encoded_states_to_fit_columns() -> None:
     assert all(c.typecode == "d" for c in (pop.x, pop.t_x, pop.T, pop.zbar, pop.recency))
 
     margin = Population(as_of, ValueBasis.MARGIN)
-    margin.add(encode_state(repeat))
+    margin.add(table_value(repeat))
     assert list(margin.zbar) == [15.0] and list(margin.monetary) == [37.5]
 
 
 def test_population_memory_is_bounded_by_columns() -> None:
     pop = Population(T0 + timedelta(days=400), ValueBasis.REVENUE)
-    raw = encode_state(history("c", (0, "10"), (30, "12")))
+    raw = table_value(history("c", (0, "10"), (30, "12")))
     for _ in range(20_000):
         pop.add(raw)
     columns = (pop.x, pop.t_x, pop.T, pop.zbar, pop.recency, pop.monetary)
@@ -133,7 +139,7 @@ def test_subscription_churn_is_ended_subscriptions_per_subscriber_month() -> Non
 
     pop = Population(as_of, ValueBasis.REVENUE)
     for state in (active, ended, later):
-        pop.add(encode_state(state))
+        pop.add(table_value(state))
     assert pop.subscribers_ended == 1
     assert monthly_churn(pop.subscribers_ended, pop.subscriber_months) == pytest.approx(1 / 27)
     assert monthly_churn(0, 0.0) is None
@@ -156,7 +162,7 @@ def cdnow_population() -> Population:
         event = event.model_copy(update={"occurred_at": origin + timedelta(days=day)})
         states[customer] = apply_purchase(states.get(customer) or new_state(cid), event, CFG).state
     pop = Population(as_of, ValueBasis.REVENUE)
-    pop.add_all(encode_state(s) for s in states.values())
+    pop.add_all(table_value(s) for s in states.values())
     return pop
 
 
@@ -190,7 +196,7 @@ def test_fit_refuses_populations_it_cannot_fit() -> None:
     with pytest.raises(FitError, match="no customer"):
         fit_population(Population(as_of, ValueBasis.REVENUE), as_of)
     one_timers = Population(as_of, ValueBasis.REVENUE)
-    one_timers.add(encode_state(history("a", (0, "5"))))
+    one_timers.add(table_value(history("a", (0, "5"))))
     with pytest.raises(FitError, match="repeat buyer"):
         fit_population(one_timers, as_of)
 
@@ -340,7 +346,7 @@ async def test_run_fit_stores_and_a_failed_fit_keeps_the_last_parameters() -> No
     ] + [history(f"o{i}", (i % 20, "5")) for i in range(40)]
     for n, state in enumerate(states):
         partition = client.data.setdefault(layout.data_key(n % 2).decode(), {})
-        partition[state.customer_id.encode()] = encode_state(state)
+        partition[state.customer_id.encode()] = table_value(state)
     as_of = T0 + timedelta(days=60)
 
     good = await run_fit(client, settings, as_of)
