@@ -1,18 +1,20 @@
 """A seeded mixed input stream, its oracle, and the checks of the output contract.
 
 Shared by the mixed-stream test and the fault-injection suite: the stream is
-synthetic shop traffic, locally shuffled (out of order within a customer),
-with re-sent duplicates, cancellations racing their purchases on the other
-topic, and a share of garbage of every failure class. The oracle applies the
-pure transitions (state.customer) to the valid events in event-time order;
-the checks compare what a worker published and stored with it.
+three years of synthetic shop traffic sent out of event-time order (shuffled
+by weeks, and one record in twenty months late), with re-sent duplicates at
+any distance, cancellations racing their purchases on the other topic, and a
+share of garbage of every failure class. The oracle applies the pure
+transitions (state.customer) to the valid events in a shuffled order of its
+own (the state does not depend on it); the checks compare what a worker
+published and stored with it.
 """
 
 from __future__ import annotations
 
 import random
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -95,14 +97,13 @@ class MixedStream:
         return Oracle.of(self.valid, self.purchases)
 
 
-#: Event-time span of a stream. Shorter than the customers' 90-day ledger
-#: window, so no event can fall behind a compaction horizon however far one
-#: input topic is consumed ahead of the other: these suites test crashes,
-#: rebalances and hostile input, not compaction (covered by the property
-#: tests). A history longer than the window, backfilled with one topic more
-#: than 90 days of event time ahead of the other, dead-letters cancellations
-#: of compacted orders as late_event (README, Operations).
-HISTORY = timedelta(days=80)
+#: Event-time span of a stream: longer than any window the product ever had.
+HISTORY = timedelta(days=3 * 365)
+#: How far a record is sent after its event time: a few weeks for most...
+JITTER = timedelta(days=25)
+#: ...and up to a year for one in twenty (offline and marketplace orders).
+STRAGGLER = timedelta(days=365)
+STRAGGLER_RATE = 0.05
 
 
 def build_stream(
@@ -118,23 +119,22 @@ def build_stream(
 ) -> MixedStream:
     """``events`` records: shop traffic, re-sent copies and garbage (seeded)."""
     rng = random.Random(seed)
-    start = datetime(2025, 1, 1, tzinfo=UTC)
+    start = datetime(2023, 1, 1, tzinfo=UTC)
+    originals = int(events * (1 - duplicate_rate - garbage_rate))
     feed = DemoFeed(
-        customers or max(50, events),
+        customers or max(50, originals // 3),
         seed=feed_seed,
         start=start,
-        span_days=45,
+        span_days=HISTORY.days,
     )
-    originals = int(events * (1 - duplicate_rate - garbage_rate))
     timed = []
     for ev in feed:
         topic = purchases if ev.kind == "purchase" else cancellations
-        # Out of order: each record is sent as if it occurred up to 3 days later.
-        jitter = timedelta(days=rng.uniform(0, 3))
-        at = datetime.fromisoformat(ev.value["occurred_at"]) + jitter
+        at = datetime.fromisoformat(ev.value["occurred_at"])
         if at - start > HISTORY:
             break
-        timed.append((at, (topic, ev.key.encode(), orjson.dumps(ev.value))))
+        late = STRAGGLER if rng.random() < STRAGGLER_RATE else JITTER
+        timed.append((at + late * rng.random(), (topic, ev.key.encode(), orjson.dumps(ev.value))))
         if len(timed) >= originals:
             break
     if len(timed) < originals:
@@ -142,9 +142,10 @@ def build_stream(
     timed.sort(key=lambda pair: pair[0])
     good: list[KafkaRecord] = [record for _, record in timed]
     records = list(good)
-    for _ in range(int(events * duplicate_rate)):  # re-sent a little later
+    for _ in range(int(events * duplicate_rate)):  # re-sent later, near or far
         i = rng.randrange(len(good))
-        records.insert(min(len(records), i + rng.randint(1, 200)), good[i])
+        gap = rng.randint(1, 200) if rng.random() < 0.5 else rng.randint(1, len(good))
+        records.insert(min(len(records), i + gap), good[i])
     valid = list(records)
     codes: Counter[str] = Counter()
     for n in range(events - len(records)):
@@ -160,25 +161,25 @@ class Oracle:
 
     states: dict[str, CustomerState]
     outcomes: Counter[str]
-    #: Held cancellations that expired (each one an unknown_order dead letter).
-    expired: int
+    #: Event ids of cancellations a worker may report as unknown_order: held
+    #: (sent before their purchase, or with none at all) while some purchase
+    #: sent earlier was more than the pending window newer (``notice_allowed``).
+    may_notice: frozenset[str]
 
     @classmethod
     def of(cls, valid: Iterable[KafkaRecord], purchases_topic: str) -> Oracle:
         fx = load_fx_table(None, "USD")
-        cfg = StateConfig(
-            fx=fx, pending_window=timedelta(days=30), ledger_window=timedelta(days=90)
-        )
+        cfg = StateConfig(fx=fx, pending_window=PENDING_WINDOW)
         decoded: list[Purchase | Cancellation] = []
         for topic, _, value in valid:
             if topic == purchases_topic:
                 decoded.append(decode_purchase(value, fx=fx))
             else:
                 decoded.append(decode_cancellation(value, fx=fx))
-        decoded.sort(key=lambda e: (e.occurred_at, e.event_id))
+        may_notice = notice_allowed(decoded, PENDING_WINDOW)
+        random.Random(0).shuffle(decoded)  # any order gives the same states
         states: dict[str, CustomerState] = {}
         outcomes: Counter[str] = Counter()
-        expired = 0
         for e in decoded:
             state = states.get(e.customer_id) or new_state(e.customer_id)
             if isinstance(e, Purchase):
@@ -187,13 +188,44 @@ class Oracle:
                 t = apply_cancellation(state, e, cfg)
             states[e.customer_id] = t.state
             outcomes[t.outcome] += 1
-            expired += len(t.expired)
-        return cls(states, outcomes, expired)
+        return cls(states, outcomes, may_notice)
 
     @property
     def applied(self) -> int:
         """Input events incorporated into some state: one ltv.updates version each."""
         return sum(s.version for s in self.states.values())
+
+
+#: LTV_PENDING_CANCELLATION_DAYS of the workers under test (the default).
+PENDING_WINDOW = timedelta(days=30)
+
+
+def notice_allowed(sent: Iterable[Purchase | Cancellation], window: timedelta) -> frozenset[str]:
+    """Cancellations a worker may report as unknown_order, given the send order.
+
+    A notice needs the cancellation held (its purchase not read yet) while the
+    purchases input has moved more than ``window`` past it. Whatever the
+    partitioning and the interleaving of the two topics, that can only happen
+    if some purchase sent before the order's first purchase record (or at all,
+    when there is none) is more than ``window`` newer than the cancellation.
+    """
+    events = list(sent)
+    newest: list[datetime | None] = []  # newest purchase time sent before index i
+    top: datetime | None = None
+    first_sent: dict[tuple[str, str], int] = {}
+    for i, e in enumerate(events):
+        newest.append(top)
+        if isinstance(e, Purchase):
+            first_sent.setdefault((e.customer_id, e.order_id), i)
+            top = e.occurred_at if top is None else max(top, e.occurred_at)
+    allowed = set()
+    for e in events:
+        if isinstance(e, Cancellation):
+            i = first_sent.get((e.customer_id, e.order_id))
+            before = top if i is None else newest[i]
+            if before is not None and before > e.occurred_at + window:
+                allowed.add(e.event_id)
+    return frozenset(allowed)
 
 
 @dataclass
@@ -214,27 +246,56 @@ class Report:
         self.problems.append(message)
 
 
+def source_letters(needed: int) -> Callable[[list[bytes]], bool]:
+    """A ``consume_raw`` condition: ``needed`` distinct dead letters of input records
+    (replays of one record count once; notices of held cancellations not at all,
+    since how many come depends on the interleaving)."""
+    seen: set[tuple[Any, ...]] = set()
+    done = 0
+
+    def enough(values: list[bytes]) -> bool:
+        nonlocal done
+        for raw in values[done:]:
+            d = orjson.loads(raw)
+            if d["offset"] >= 0:
+                seen.add((d["source_topic"], d["partition"], d["offset"]))
+        done = len(values)
+        return len(seen) >= needed
+
+    return enough
+
+
 def check_dead_letters(
-    report: Report, letters: Iterable[Mapping[str, Any]], expected: Counter[str]
+    report: Report,
+    letters: Iterable[Mapping[str, Any]],
+    expected: Counter[str],
+    may_notice: frozenset[str] = frozenset(),
 ) -> None:
-    """Each bad input dead-lettered once (replays of one source record count once)."""
+    """Each bad input dead-lettered once (replays of one source record count once);
+    unknown_order notices only for cancellations in ``may_notice``."""
     distinct: dict[tuple[Any, ...], str] = {}
     total = 0
+    noticed: set[str] = set()
     for letter in letters:
         total += 1
         code = letter["error"]["code"]
         if letter["offset"] >= 0:
             identity: tuple[Any, ...] = (letter["source_topic"], letter["partition"])
             identity += (letter["offset"],)
-        else:  # an expired held cancellation: no source record any more
+        else:  # a notice of a held cancellation: no source record
             identity = (code, letter["key"], letter["value"])
+            noticed.add(orjson.loads(letter["value"])["event_id"])
         distinct[identity] = code
     report.dead_lettered = len(distinct)
     report.replayed_outputs += total - len(distinct)
-    got = Counter(distinct.values())
-    if got != expected:
-        extra = [(i, c) for i, c in distinct.items() if got[c] > expected.get(c, 0)][:5]
-        report.fail(f"dead-letter codes {dict(got)} != expected {dict(expected)}; e.g. {extra}")
+    got = Counter(c for i, c in distinct.items() if i[0] != "unknown_order")
+    want = Counter({c: n for c, n in expected.items() if c != "unknown_order"})
+    if got != want:
+        extra = [(i, c) for i, c in distinct.items() if got[c] > want.get(c, 0)][:5]
+        report.fail(f"dead-letter codes {dict(got)} != expected {dict(want)}; e.g. {extra}")
+    if noticed - may_notice:
+        early = sorted(noticed - may_notice)[:5]
+        report.fail(f"unknown_order before purchases moved past the cancellation: {early}")
 
 
 def check_updates(

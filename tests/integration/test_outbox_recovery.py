@@ -59,10 +59,10 @@ def redis_value(dep: Deployment) -> bytes | None:
     return value
 
 
-def flushed_offset(dep: Deployment) -> int:
-    """The purchases offset included in c-1's value in Redis (-1: none yet)."""
+def flushed_version(dep: Deployment) -> int:
+    """The version of c-1's state in Redis (0: none yet)."""
     value = redis_value(dep)
-    return -1 if value is None else envelope.decode(value).offsets.purchase
+    return 0 if value is None else envelope.customer_state(value).version
 
 
 async def send(topic: str, key: bytes, value: bytes, bootstrap: str) -> int:
@@ -84,7 +84,7 @@ async def test_owed_outputs_are_resent_and_the_redelivered_input_dropped(
     await produce([event(dep.purchases, purchase(1))], bootstrap=dep.bootstrap)
     (first,) = await consume(dep.updates, 1)
     assert first["version"] == 1
-    wait_until(lambda: flushed_offset(dep) == 0, 30.0, "purchase 1 never flushed to Redis")
+    wait_until(lambda: flushed_version(dep) == 1, 30.0, "purchase 1 never flushed to Redis")
     worker.stop()  # graceful: Redis flushed, input offset committed
     before = redis_value(dep)
     assert before is not None
