@@ -122,7 +122,7 @@ def _cmd_customer(args: argparse.Namespace) -> int:
 
 
 #: Benchmarks runnable as ``ltv bench NAME`` (bench/NAME.py, in a source checkout).
-BENCHMARKS = ("throughput", "latency", "recovery", "memory")
+BENCHMARKS = ("throughput", "latency", "recovery", "memory", "arrival_order")
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:

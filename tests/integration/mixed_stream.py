@@ -94,7 +94,9 @@ class MixedStream:
     codes: Counter[str]
 
     def oracle(self) -> Oracle:
-        return Oracle.of(self.valid, self.purchases)
+        valid = set(self.valid)
+        sent = [record for record in self.records if record in valid]
+        return Oracle.of(sent, self.purchases)
 
 
 #: Event-time span of a stream: longer than any window the product ever had.
@@ -168,6 +170,7 @@ class Oracle:
 
     @classmethod
     def of(cls, valid: Iterable[KafkaRecord], purchases_topic: str) -> Oracle:
+        """``valid``: every valid record in the order it was sent, copies included."""
         fx = load_fx_table(None, "USD")
         cfg = StateConfig(fx=fx, pending_window=PENDING_WINDOW)
         decoded: list[Purchase | Cancellation] = []
