@@ -19,7 +19,7 @@ streams again, and keeps commits behind any record still missing.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any, cast
 
 from faust.transport.drivers import aiokafka as aiokafka_driver
@@ -39,6 +39,10 @@ class HandledRecords:
         self._pending: set[tuple[TP, int]] = set()
         #: Acknowledgements not counted so far (records never handed to an agent).
         self.refused = 0
+        #: Called with (partition, offset) when consumption of a guarded
+        #: partition starts at ``offset`` (an assignment): what comes before it
+        #: was handled already.
+        self.on_start: list[Callable[[TP, int], None]] = []
 
     def guard(self, topics: Iterable[str]) -> None:
         """Count acknowledgements of ``topics`` only for marked records."""
@@ -177,6 +181,8 @@ class GuardedConsumer(aiokafka_driver.Consumer):
                 self._expected[tp] = start
                 if committed is None:
                     self._base[tp] = start
+                for listener in self.handled.on_start:
+                    listener(tp, start)
 
     async def getmany(self, timeout: float) -> AsyncIterator[tuple[TP, Message]]:
         for tp, offset in list(self._rewinds.items()):

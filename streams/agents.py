@@ -69,6 +69,15 @@ log = logging.getLogger(__name__)
 EXIT_BATCH_FAILED = 70
 
 processor = build_processor(settings)
+# Held cancellations wait on each purchases partition's progress, counted from
+# where its consumption starts.
+handled.on_start.append(
+    lambda tp, offset: (
+        processor.purchases_started(tp.partition, offset)
+        if tp.topic == settings.topic_purchases
+        else None
+    )
+)
 #: Output topic name of each kind of processor output.
 _OUTPUT_TOPICS = {kind: topic.get_topic_name() for kind, topic in topics.outputs().items()}
 

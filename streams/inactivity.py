@@ -97,7 +97,7 @@ class InactivityTimer:
         value = orjson.dumps({"due": clock})
         for partition in store.active_partitions():
             due = await store.due(partition, clock, BATCH, clock + RETRY_SECONDS)
-            progress = processor.progress.get(partition)
+            progress = processor.purchases_progress(partition)
             if progress is not None:
                 until = progress.timestamp()
                 held = await store.due(partition, until, BATCH, until + RETRY_SECONDS, "notices")

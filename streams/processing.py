@@ -20,7 +20,8 @@ Held cancellations. A cancellation whose purchase has not come is held in
 the state for good. It is reported as ``unknown_order`` once the purchases
 partition that carries the customer's purchases has moved past it by
 ``pending_window`` in event time (``Processor.progress``: the newest
-``occurred_at`` read from that partition by this process), never by the
+``occurred_at`` of an unbroken run of that partition's offsets read by this
+process, ``streams.progress``), never by the
 clock: the cancellations topic draining ahead, other partitions or the wall
 clock say nothing about whether the purchase can still come. The result's
 ``notice_at`` files the customer in the store's second index, scored by that
@@ -66,6 +67,7 @@ from state.events import (
     decode_cancellation,
     decode_purchase,
 )
+from streams.progress import PartitionProgress
 
 log = logging.getLogger(__name__)
 
@@ -137,9 +139,18 @@ class Processor:
         self.model: ModelSnapshot | None = None
         # Highest event time seen: the clock of replays (LTV_CLOCK=event).
         self.watermark: datetime | None = None
-        #: Per purchases partition, the newest occurred_at read from it: how far
-        #: that input has moved in event time (what held cancellations wait on).
-        self.progress: dict[int, datetime] = {}
+        #: Per purchases partition, how far that input has moved in event time
+        #: (what held cancellations wait on; ``streams.progress``).
+        self.progress: dict[int, PartitionProgress] = {}
+
+    def purchases_started(self, partition: int, offset: int) -> None:
+        """Consumption of purchases ``partition`` (re)starts at ``offset``."""
+        self.progress.setdefault(partition, PartitionProgress()).start(offset)
+
+    def purchases_progress(self, partition: int) -> datetime | None:
+        """How far purchases ``partition`` has moved in event time (None: unknown)."""
+        progress = self.progress.get(partition)
+        return None if progress is None else progress.at
 
     def clock(self, now: datetime) -> datetime:
         """Valuation time: the wall clock, or the event-time watermark for replays."""
@@ -166,6 +177,9 @@ class Processor:
                 "internal error on %s[%d]@%d", record.topic, record.partition, record.offset
             )
             result = self._dead(record, EventError(ErrorCode.INTERNAL, repr(exc)[:500]), now)
+        if kind == "purchase":  # every record fills its offset, valid or not
+            progress = self.progress.setdefault(record.partition, PartitionProgress())
+            progress.read(record.offset, result.occurred_at)
         if result.state is not None:
             # The table value owes the outputs of its write (state.envelope).
             # Records that change nothing (duplicates, dead letters) write
@@ -189,9 +203,6 @@ class Processor:
         state = decode_state(stored) if stored is not None else new_state(customer_id)
         if kind == "purchase":
             transition = apply_purchase(state, event, self.state_cfg)  # type: ignore[arg-type]
-            seen = self.progress.get(record.partition)
-            if seen is None or occurred_at > seen:
-                self.progress[record.partition] = occurred_at
         else:
             transition = apply_cancellation(state, event, self.state_cfg)  # type: ignore[arg-type]
         if self.watermark is None or occurred_at > self.watermark:
@@ -214,7 +225,7 @@ class Processor:
             return self._dead(record, error, now)
         if transition.outcome in ("applied", "held"):
             notice = notify_unmatched(
-                transition.state, self.progress.get(record.partition), self.state_cfg
+                transition.state, self.purchases_progress(record.partition), self.state_cfg
             )
             transition = replace(transition, state=notice.state, notices=notice.notices)
         result = self._render(transition, state.version, self.clock(now))
@@ -276,7 +287,7 @@ class Processor:
             return Result(outcome="unknown", next_check=NextCheck(None))
         clock = self.clock(now)
         notice = notify_unmatched(
-            decode_state(stored), self.progress.get(record.partition), self.state_cfg
+            decode_state(stored), self.purchases_progress(record.partition), self.state_cfg
         )
         state = notice.state
         valuation = value(self.figures(state, clock), self.model, self.valuation_cfg, clock)

@@ -121,3 +121,22 @@ def test_a_head_record_that_never_reached_an_agent_holds_the_commit(
     assert consumer.ack(after) is True
     assert consumer._new_offset(tp) is None
     assert consumer._rewinds == {tp: 1169}
+
+
+async def test_an_assignment_tells_listeners_where_consumption_starts(
+    consumer: acks.GuardedConsumer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What comes before the committed offset was handled: progress counted from
+    there (streams.progress) cannot pass a record the worker never read."""
+    tp = TP(TOPIC, 3)
+
+    async def seek(self: object) -> None:  # Faust's own seek: not under test
+        return None
+
+    monkeypatch.setattr(acks.aiokafka_driver.Consumer, "perform_seek", seek)
+    monkeypatch.setattr(consumer, "assignment", lambda: {tp, TP("unguarded", 0)})
+    consumer._committed_offset[tp] = 42
+    started: list[tuple[TP, int]] = []
+    consumer.handled.on_start.append(lambda t, offset: started.append((t, offset)))
+    await consumer.perform_seek()
+    assert started == [(tp, 42)]

@@ -91,8 +91,13 @@ def test_held_cancellation_is_noticed_by_purchases_progress_never_by_the_clock()
     # The clock a year on reports nothing: only purchases progress does.
     late = tick(p, held.state, LAST + timedelta(days=365))
     assert late.dead_letter_codes == [] and late.notice_at == NextCheck(due)
-    # Another customer's purchase on the same partition moves it past the cancellation.
-    p.handle("purchase", purchase(9, due + timedelta(days=1), customer="c-2"), None, due)
+    # A purchase read beyond a hole in the partition (offsets 5-8 not read yet)
+    # does not move it: the missing records may hold the purchase.
+    p.handle("purchase", purchase(9, due + timedelta(days=1), customer="c-3"), None, due)
+    assert tick(p, held.state, due).dead_letter_codes == []
+    # Another customer's purchase fills the hole and moves it past the cancellation.
+    for n in range(5, 9):
+        p.handle("purchase", purchase(n, due, customer="c-2"), None, due)
     result = tick(p, held.state, due)
     assert result.outcome == "notified" and result.dead_letter_codes == ["unknown_order"]
     assert result.state is not None and bodies(result, "update") == []
