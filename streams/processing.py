@@ -21,12 +21,12 @@ the state for good. It is reported as ``unknown_order`` once the purchases
 partition that carries the customer's purchases has moved past it by
 ``pending_window`` in event time (``Processor.progress``: the newest
 ``occurred_at`` of an unbroken run of that partition's offsets read by this
-process, ``streams.progress``), never by the
-clock: the cancellations topic draining ahead, other partitions or the wall
-clock say nothing about whether the purchase can still come. The result's
-``notice_at`` files the customer in the store's second index, scored by that
-progress, and the inactivity timer asks it for the customers the partition's
-progress has passed. Checked on every write of the customer too.
+process, ``streams.progress``), never by the clock: the cancellations topic
+draining ahead, other partitions or the wall clock say nothing about whether
+the purchase can still come. The result's ``notice_at`` files the customer
+in the store's ``notices`` index, scored by that progress, and the
+inactivity timer asks it for the customers the partition's progress has
+passed. Every write of the customer checks too.
 """
 
 from __future__ import annotations
