@@ -415,15 +415,15 @@ def notify_unmatched(
     stays held, so a purchase that still comes gets its refund.  Nothing else
     (the cancellations topic, other customers, the wall clock) can make it due.
     """
-    since = state.unnotified_since()
-    if progress is None or since is None or since >= progress - cfg.pending_window:
+    due_at = notice_due(state, cfg)
+    if progress is None or due_at is None or due_at >= progress:
         return Transition(state, "unchanged")
     limit = progress - cfg.pending_window
     s = _copy(state)
     notices: list[tuple[str, Held]] = []
     for order_id, hs in s.pending.items():
-        if any(not h.notified and h.occurred_at < limit for h in hs):
-            due = [h for h in hs if not h.notified and h.occurred_at < limit]
+        due = [h for h in hs if not h.notified and h.occurred_at < limit]
+        if due:
             notices += [(order_id, h) for h in due]
             s.pending[order_id] = tuple(replace(h, notified=True) if h in due else h for h in hs)
     notices.sort(key=lambda n: _held_key(n[1]))
@@ -453,8 +453,8 @@ def recount(s: CustomerState) -> None:
     """
     by_day: dict[int, list[OrderEntry]] = {}
     for e in s.ledger.values():
-        if not (e.refund_seen and e.refunded == e.amount):
-            by_day.setdefault(e.occurred_at.toordinal(), []).append(e)
+        if not e.cancelled:
+            by_day.setdefault(_day(e.occurred_at), []).append(e)
     with localcontext(MONEY_CONTEXT):
         s.days = {
             d: DayAgg(len(es), sum((e.net for e in es), ZERO), sum((e.margin for e in es), ZERO))

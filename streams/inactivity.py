@@ -101,7 +101,7 @@ class InactivityTimer:
             if progress is not None:
                 until = progress.timestamp()
                 held = await store.due(partition, until, BATCH, until + RETRY_SECONDS, "notices")
-                due += [key for key in held if key not in due]
+                due = list(dict.fromkeys([*due, *held]))  # one record per customer
             for key in due:
                 await self.topic.send(key=key, value=value, partition=partition)
             sent += len(due)
