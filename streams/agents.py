@@ -15,54 +15,21 @@ import weakref
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import timedelta
 from typing import NoReturn
 
 from faust import StreamT
 from faust.streams import _current_event
 from faust.types import EventT
 
-from ltv.formulas import ValueBasis
-from ltv.risk import RiskThresholds
-from ltv.valuation import ValuationConfig
-from state.customer import StateConfig
 from state.envelope import Output
-from state.fx import load_fx_table
 from state.store import RedisStore
 from state.store.keys import Index
 from state.store.producer import drain
 from streams import inactivity
 from streams.app import app, customer_store, customers, handled, settings, topics
 from streams.metrics import METRICS, NO_LEVEL
-from streams.processing import EventType, NextCheck, Processor, Record, Result, utc_now
-from streams.settings import Settings
-
-
-def build_processor(conf: Settings) -> Processor:
-    """The processor configured from the settings (FX table loaded once)."""
-    fx = load_fx_table(str(conf.fx_rates) if conf.fx_rates else None, conf.base_currency)
-    state_cfg = StateConfig(
-        fx=fx,
-        default_margin=conf.default_margin,
-        pending_window=timedelta(days=conf.pending_cancellation_days),
-        max_events=conf.max_customer_events,
-    )
-    valuation_cfg = ValuationConfig(
-        basis=ValueBasis(conf.value_basis),
-        horizon_days=conf.horizon_days,
-        discount_rate=float(conf.discount_rate),
-        thresholds=RiskThresholds(*conf.risk_thresholds),
-        cac=dict(conf.cac),
-    )
-    return Processor(
-        state_cfg,
-        valuation_cfg,
-        base_currency=conf.base_currency,
-        max_bytes=conf.max_message_bytes,
-        cancellations_topic=conf.topic_cancellations,
-        event_clock=conf.clock == "event",
-    )
-
+from streams.processing import EventType, NextCheck, Record, Result, utc_now
+from streams.wiring import build_processor
 
 log = logging.getLogger(__name__)
 #: Exit status of a worker whose batch failed half-way (EX_SOFTWARE).

@@ -21,10 +21,10 @@ from pipeline_harness import deployed, wait_until
 
 from state.customer import CustomerState
 from state.envelope import customer_state
-from streams.agents import build_processor
 from streams.demo import DemoFeed
 from streams.processing import Record
 from streams.settings import Settings
+from streams.wiring import build_processor
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
