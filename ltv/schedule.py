@@ -20,7 +20,11 @@ that is constant between integer day boundaries, and non-decreasing in risk
 The first changing step is found by exponential then binary search over
 integer steps (about 2 log2(days) level evaluations, each one scalar
 P(alive)), using exactly the functions ``value()`` uses, so the answer
-cannot drift from the valuation; a unit test checks that ``value()`` at the
+cannot drift from the valuation. With a model the level depends on the age
+T alone once (x, t_x) are fixed, so the ages at which it steps (at most two:
+below the low, below the medium threshold) are searched once per (model,
+thresholds, x, t_x) and memoized; a customer's next change is then the
+first of them past its age; a unit test checks that ``value()`` at the
 returned instant differs from ``value()`` just before it. Beyond
 ``max_days`` (10 years) the answer is "never" (None): the customer is not
 scheduled, which keeps the schedule free of customers who will not change.
@@ -32,7 +36,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta
+from functools import lru_cache
 
+from ltv.betageo import BetaGeoParams
 from ltv.formulas import mean_purchase_gap_days
 from ltv.mbgnbd import p_alive_scalar
 from ltv.risk import RiskLevel, RiskThresholds, heuristic_risk, risk_from_p_alive
@@ -42,6 +48,9 @@ __all__ = ["MAX_DAYS", "RiskOutlook", "figures_at", "risk_outlook"]
 
 #: Horizon of the search: a change further away than this is "never".
 MAX_DAYS = 3650
+#: Ages past t_x over which the steps of a model's level are memoized (100
+#: years); a customer older than that falls back to the direct search.
+BOUNDARY_SPAN = 36_600
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,18 +104,86 @@ def risk_outlook(
             return RiskOutlook(level)
         return RiskOutlook(level, last + timedelta(days=step), by_days_since(step))
     params = model.orders
+    first_day = _day(c.first_order_at or last)
+    start = max(_day(clock) - first_day, c.t_x)  # T as of the clock, as figures_at gives it
+    if start + max_days > c.t_x + BOUNDARY_SPAN:
+        return _searched_outlook(params, thresholds, c.x, c.t_x, start, first_day, max_days)
+    steps = _age_steps(params, thresholds, c.x, c.t_x)
+    level = _level_at_age(start, steps)
+    step = next((age for age in steps if age is not None and age > start), None)
+    if step is None or step > start + max_days:
+        return RiskOutlook(level)
+    return RiskOutlook(level, _midnight(first_day + step), _level_at_age(step, steps))
+
+
+def _level_at_age(age: int, steps: tuple[int | None, int | None]) -> RiskLevel:
+    """The level at ``age`` given the ages at which it turns medium and high."""
+    medium, high = steps
+    if high is not None and age >= high:
+        return RiskLevel.HIGH
+    if medium is not None and age >= medium:
+        return RiskLevel.MEDIUM
+    return RiskLevel.LOW
+
+
+@lru_cache(maxsize=65536)
+def _age_steps(
+    params: BetaGeoParams, thresholds: RiskThresholds, x: int, t_x: int
+) -> tuple[int | None, int | None]:
+    """First ages T >= t_x whose P(alive) is below the low and the medium threshold.
+
+    None: not within ``BOUNDARY_SPAN``. P(alive | x, t_x, T) falls as T grows,
+    so each is a binary search over whole days, with the same level function
+    as ``value()``.
+    """
+
+    def below(threshold: float) -> Callable[[int], bool]:
+        return lambda T: p_alive_scalar(params, x, t_x, T) < threshold
+
+    return (
+        _first_true(below(thresholds.low_risk), t_x, t_x + BOUNDARY_SPAN),
+        _first_true(below(thresholds.medium_risk), t_x, t_x + BOUNDARY_SPAN),
+    )
+
+
+def _first_true(predicate: Callable[[int], bool], low: int, high: int) -> int | None:
+    """Smallest n in [low, high] with ``predicate(n)``, for a predicate that stays true."""
+    if predicate(low):
+        return low
+    if not predicate(high):
+        return None
+    while high - low > 1:  # invariant: not predicate(low), predicate(high)
+        middle = (low + high) // 2
+        if predicate(middle):
+            high = middle
+        else:
+            low = middle
+    return high
+
+
+def _searched_outlook(
+    params: BetaGeoParams,
+    thresholds: RiskThresholds,
+    x: int,
+    t_x: int,
+    start: int,
+    first_day: int,
+    max_days: int,
+) -> RiskOutlook:
+    """The outlook by a direct search from ``start`` (ages beyond the memoized span)."""
 
     def by_age(T: int) -> RiskLevel:
-        return risk_from_p_alive(p_alive_scalar(params, c.x, c.t_x, T), thresholds)
+        return risk_from_p_alive(p_alive_scalar(params, x, t_x, T), thresholds)
 
-    first_day = _day(c.first_order_at or last)
-    start = figures_at(c, clock).T
     step = _first_change(by_age, start, max_days)
     level = by_age(start)
     if step is None:
         return RiskOutlook(level)
-    midnight = datetime.combine(date.fromordinal(first_day + step), time(), UTC)
-    return RiskOutlook(level, midnight, by_age(step))
+    return RiskOutlook(level, _midnight(first_day + step), by_age(step))
+
+
+def _midnight(day: int) -> datetime:
+    return datetime.combine(date.fromordinal(day), time(), UTC)
 
 
 def _first_change(level: Callable[[int], RiskLevel], start: int, limit: int) -> int | None:

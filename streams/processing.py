@@ -56,13 +56,11 @@ from state.customer import (
 )
 from state.envelope import Output
 from state.events import (
-    Cause,
-    ChurnRiskChange,
+    CHURN_ENCODER,
+    UPDATE_ENCODER,
     DeadLetter,
     ErrorCode,
     EventError,
-    LtvUpdate,
-    ModelRef,
     check_key,
     decode_cancellation,
     decode_purchase,
@@ -70,6 +68,9 @@ from state.events import (
 from streams.progress import PartitionProgress
 
 log = logging.getLogger(__name__)
+
+#: The ``cause`` of an update (``state.events.Cause``): its type and event id.
+CauseFields = dict[str, str | None]
 
 #: "inactivity": the internal record of the inactivity timer (streams.inactivity).
 EventType = Literal["purchase", "cancellation", "inactivity"]
@@ -247,7 +248,8 @@ class Processor:
                 state=encode_state(state),
                 next_check=self._next_check(state, clock),
             )
-        valuation = value(self.figures(state, clock), self.model, self.valuation_cfg, clock)
+        figures = self.figures(state, clock)
+        valuation = value(figures, self.model, self.valuation_cfg, clock)
         level = valuation.churn_risk.value if valuation.churn_risk is not None else None
         previous = state.risk
         churn: tuple[str | None, str] | None = None
@@ -255,7 +257,9 @@ class Processor:
             state = set_risk(state, level, time_driven=False)
             churn = (previous, level)
         outputs = [
-            self._update_output(state, Cause(type=a.kind, event_id=a.event_id), v, valuation, clock)
+            self._update_output(
+                state, {"type": a.kind, "event_id": a.event_id}, v, valuation, clock
+            )
             for a, v in _versions(t.applied, old_version)
         ]
         if churn is not None:
@@ -268,7 +272,7 @@ class Processor:
             outputs=outputs,
             total_ltv=valuation.total_ltv,
             churn=churn,
-            next_check=self._next_check(state, clock),
+            next_check=self._next_check(state, clock, figures),
         )
 
     def _inactivity(self, record: Record, stored: bytes | None, now: datetime) -> Result:
@@ -290,14 +294,15 @@ class Processor:
             decode_state(stored), self.purchases_progress(record.partition), self.state_cfg
         )
         state = notice.state
-        valuation = value(self.figures(state, clock), self.model, self.valuation_cfg, clock)
+        figures = self.figures(state, clock)
+        valuation = value(figures, self.model, self.valuation_cfg, clock)
         level = valuation.churn_risk.value if valuation.churn_risk is not None else None
         outputs = self._notices(notice, record.partition, now)
         churn: tuple[str | None, str] | None = None
         if level is not None and level != state.risk:
             churn = (state.risk, level)
             state = set_risk(state, level, time_driven=True)
-            cause = Cause(type="inactivity")
+            cause: CauseFields = {"type": "inactivity"}
             outputs.append(self._update_output(state, cause, state.version, valuation, clock))
             outputs.append(self._churn(state, churn, valuation, clock, "inactivity"))
         changed = churn is not None or notice.outcome == "notified"
@@ -308,20 +313,23 @@ class Processor:
             dead_letter_codes=[ErrorCode.UNKNOWN_ORDER.value for _ in notice.notices],
             total_ltv=valuation.total_ltv if churn is not None else None,
             churn=churn,
-            next_check=self._next_check(state, clock),
+            next_check=self._next_check(state, clock, figures),
             notice_at=NextCheck(notice_due(state, self.state_cfg)) if state.pending else None,
         )
 
-    def _next_check(self, state: CustomerState, clock: datetime) -> NextCheck:
+    def _next_check(
+        self, state: CustomerState, clock: datetime, figures: CustomerFigures | None = None
+    ) -> NextCheck:
         """The earliest instant a time-driven look at ``state`` can change its risk.
 
         That is the next churn-risk change (``ltv.schedule``), or now when the
         stored level is already stale (an event that did not revalue, a new
-        model).
+        model). ``figures`` are the state's as of ``clock`` when the caller
+        has them already (the risk level is not among them).
         """
-        outlook = risk_outlook(
-            self.figures(state, clock), self.model, self.valuation_cfg.thresholds, clock
-        )
+        if figures is None:
+            figures = self.figures(state, clock)
+        outlook = risk_outlook(figures, self.model, self.valuation_cfg.thresholds, clock)
         if outlook.current is not None and outlook.current.value != state.risk:
             return NextCheck(clock)
         return NextCheck(outlook.next_at)
@@ -335,21 +343,23 @@ class Processor:
         cause: str,
     ) -> Output:
         """The ltv.churn-risk record of a level change, at the state's version."""
-        body = ChurnRiskChange(
-            customer_id=s.customer_id,
-            version=s.version,
-            as_of=clock,
-            previous=churn[0],
-            current=churn[1],
-            p_alive=v.p_alive,
-            days_since_last_order=v.days_since_last_order,
-            expected_next_order_at=v.expected_next_order_at,
-            cause=cause,
+        body = CHURN_ENCODER.encode(
+            {
+                "customer_id": s.customer_id,
+                "version": s.version,
+                "as_of": clock,
+                "previous": churn[0],
+                "current": churn[1],
+                "p_alive": v.p_alive,
+                "days_since_last_order": v.days_since_last_order,
+                "expected_next_order_at": v.expected_next_order_at,
+                "cause": cause,
+            }
         )
-        return Output("churn", s.customer_id.encode(), body.to_json())
+        return Output("churn", s.customer_id.encode(), body)
 
     def _update_output(
-        self, s: CustomerState, cause: Cause, version: int, v: Valuation, clock: datetime
+        self, s: CustomerState, cause: CauseFields, version: int, v: Valuation, clock: datetime
     ) -> Output:
         return Output("update", s.customer_id.encode(), self._update(s, cause, version, v, clock))
 
@@ -363,7 +373,7 @@ class Processor:
         state = envelope.customer_state(stored)
         clock = self.clock(now)
         valuation = value(self.figures(state, clock), self.model, self.valuation_cfg, clock)
-        return self._update(state, Cause(type="query"), state.version, valuation, clock)
+        return self._update(state, {"type": "query"}, state.version, valuation, clock)
 
     def figures(self, s: CustomerState, clock: datetime) -> CustomerFigures:
         """The valuation inputs of a state, on the configured value basis."""
@@ -392,33 +402,35 @@ class Processor:
         )
 
     def _update(
-        self, s: CustomerState, cause: Cause, version: int, v: Valuation, clock: datetime
+        self, s: CustomerState, cause: CauseFields, version: int, v: Valuation, clock: datetime
     ) -> bytes:
         model = self.model
-        return LtvUpdate(
-            customer_id=s.customer_id,
-            version=version,
-            as_of=clock,
-            cause=cause,
-            currency=self.base_currency,
-            value_basis=self.valuation_cfg.basis.value,
-            orders=s.orders,
-            net_revenue=s.net,
-            aov=v.aov,
-            first_order_at=s.first_order_at,
-            last_order_at=s.last_order_at,
-            historic_ltv=v.historic_ltv,
-            formula_ltv=v.formula_ltv,
-            predicted_ltv=v.predicted_ltv,
-            total_ltv=v.total_ltv,
-            expected_orders=v.expected_orders,
-            p_alive=v.p_alive,
-            churn_risk=v.churn_risk.value if v.churn_risk is not None else None,
-            expected_next_order_at=v.expected_next_order_at,
-            segment=v.segment,
-            ltv_cac=v.ltv_cac,
-            model=None if model is None else ModelRef(name=model.name, version=model.version),
-        ).to_json()
+        return UPDATE_ENCODER.encode(
+            {
+                "customer_id": s.customer_id,
+                "version": version,
+                "as_of": clock,
+                "cause": cause,
+                "currency": self.base_currency,
+                "value_basis": self.valuation_cfg.basis.value,
+                "orders": s.orders,
+                "net_revenue": s.net,
+                "aov": v.aov,
+                "first_order_at": s.first_order_at,
+                "last_order_at": s.last_order_at,
+                "historic_ltv": v.historic_ltv,
+                "formula_ltv": v.formula_ltv,
+                "predicted_ltv": v.predicted_ltv,
+                "total_ltv": v.total_ltv,
+                "expected_orders": v.expected_orders,
+                "p_alive": v.p_alive,
+                "churn_risk": v.churn_risk.value if v.churn_risk is not None else None,
+                "expected_next_order_at": v.expected_next_order_at,
+                "segment": v.segment,
+                "ltv_cac": v.ltv_cac,
+                "model": None if model is None else {"name": model.name, "version": model.version},
+            }
+        )
 
     def _notices(self, t: Transition, partition: int, now: datetime) -> list[Output]:
         """Held cancellations the purchases input has moved past: dead-letter notices."""

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from ltv.gammagamma import GammaGammaParams
 from ltv.mbgnbd import MBGNBDParams
 from ltv.risk import RiskLevel
-from ltv.schedule import RiskOutlook, figures_at, risk_outlook
+from ltv.schedule import BOUNDARY_SPAN, MAX_DAYS, RiskOutlook, figures_at, risk_outlook
 from ltv.valuation import CustomerFigures, ModelSnapshot, ValuationConfig, value
 
 CFG = ValuationConfig()
@@ -129,3 +129,18 @@ def test_a_spend_model_without_a_mean_leaves_predicted_ltv_out_instead_of_nan() 
     assert v.predicted_ltv is None
     assert v.total_ltv == v.historic_ltv
     assert v.p_alive is not None and v.churn_risk is not None  # the order model still holds
+
+
+def test_customers_older_than_the_memoized_span_are_searched_directly() -> None:
+    """Past ``BOUNDARY_SPAN`` the outlook comes from the direct search, with the same contract."""
+    # A very slow decay: still low risk a century after the last order, medium soon after.
+    model = ModelSnapshot("p", MBGNBDParams(r=0.5, alpha=8e5, a=0.6, b=0.5), MODEL.spend)
+    clock = START + timedelta(days=BOUNDARY_SPAN)
+    c = customer(days=2, gap_days=1, clock=clock)
+    assert c.t_x + BOUNDARY_SPAN < c.T + MAX_DAYS
+    outlook = risk_outlook(c, model, CFG.thresholds, clock)
+    assert outlook.current == level(c, model, clock) == RiskLevel.LOW
+    assert outlook.next_at is not None
+    before = outlook.next_at - timedelta(microseconds=1)
+    assert level(c, model, before) == outlook.current
+    assert level(c, model, outlook.next_at) == outlook.next_level == RiskLevel.MEDIUM
