@@ -1,8 +1,8 @@
-"""The Faust application object, its topics and its table.
+"""The Faust application object, its topics and its table, built from the settings.
 
-Built once at import from the validated settings, the way Faust's project
-layout expects (``faust -A streams.worker``); agents, timers and web views
-live in their own modules and attach themselves to ``app``.
+``build_app`` makes them and nothing more; ``streams.worker`` (the
+composition root) attaches the agents, timers and views. Nothing here runs
+at import.
 """
 
 from __future__ import annotations
@@ -10,15 +10,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import faust
+from faust.types import TableT
 
 import state.store
 from state.envelope import OutputKind
 from streams import acks
 from streams.outbox import CustomerOutbox
-from streams.settings import Settings, load_settings
-
-settings: Settings = load_settings()
-state.store.register()
+from streams.settings import Settings
 
 
 def _make_app(conf: Settings) -> faust.App:
@@ -53,11 +51,6 @@ def _make_app(conf: Settings) -> faust.App:
     )
 
 
-app = _make_app(settings)
-# Acks of records no agent handled must not move the committed offset (streams.acks).
-app.transport = acks.Transport(app.conf.broker_consumer, app)
-
-
 @dataclass(frozen=True)
 class Topics:
     """Every topic the service reads or writes (DESIGN §4, §7).
@@ -89,52 +82,66 @@ class Topics:
         )
 
 
-def _topic(name: str) -> faust.TopicT:
-    return app.topic(
-        name,
+@dataclass(frozen=True)
+class ServiceApp:
+    """The app with what the agents, timers and views of a worker work on."""
+
+    settings: Settings
+    app: faust.App
+    topics: Topics
+    #: Per-customer state, keyed by customer_id bytes; values are
+    #: ``state.envelope`` bytes (encoded state, owed outputs), opaque to Faust.
+    customers: TableT  # type: ignore[type-arg]
+    #: Records the agents handled; only their acks advance the committed offsets.
+    handled: acks.HandledRecords
+
+    def customer_store(self) -> state.store.RedisStore:
+        """The Redis store behind ``customers`` (prefetch, seal, health)."""
+        store = self.customers.data
+        assert isinstance(store, state.store.RedisStore), store
+        return store
+
+
+def build_app(settings: Settings) -> ServiceApp:
+    """The Faust app, its topics and the ``customers`` table of ``settings``."""
+    state.store.register()
+    app = _make_app(settings)
+    # Acks of records no agent handled must not move the committed offset (streams.acks).
+    app.transport = acks.Transport(app.conf.broker_consumer, app)
+
+    def topic(name: str) -> faust.TopicT:
+        return app.topic(
+            name,
+            partitions=settings.partitions,
+            key_type=bytes,
+            value_type=bytes,
+            key_serializer="raw",
+            value_serializer="raw",
+            allow_empty=True,
+        )
+
+    topics = Topics(
+        purchases=topic(settings.topic_purchases),
+        cancellations=topic(settings.topic_cancellations),
+        updates=topic(settings.topic_updates),
+        churn=topic(settings.topic_churn),
+        dead_letter=topic(settings.topic_dead_letter),
+        inactivity=topic(settings.topic_inactivity),
+    )
+    customers = app.Table(
+        "customers",
+        default=None,
         partitions=settings.partitions,
+        # bytes types select the raw codec for the store and the changelog.
         key_type=bytes,
         value_type=bytes,
-        key_serializer="raw",
-        value_serializer="raw",
-        allow_empty=True,
+        # The inactivity schedule has no changelog: a customer recovered from the
+        # changelog is looked at again at once, which files its next check.
+        # Values carry the outputs they owe: recovery resends them (streams.outbox).
+        options={"schedule_recovered": True, "outbox": CustomerOutbox(topics.outputs())},
     )
-
-
-topics = Topics(
-    purchases=_topic(settings.topic_purchases),
-    cancellations=_topic(settings.topic_cancellations),
-    updates=_topic(settings.topic_updates),
-    churn=_topic(settings.topic_churn),
-    dead_letter=_topic(settings.topic_dead_letter),
-    inactivity=_topic(settings.topic_inactivity),
-)
-
-# Per-customer state, keyed by customer_id bytes; values are state.envelope
-# bytes (encoded state, input offsets, owed outputs), opaque to Faust (bytes
-# types select the raw codec for the store and the changelog).
-customers = app.Table(
-    "customers",
-    default=None,
-    partitions=settings.partitions,
-    key_type=bytes,
-    value_type=bytes,
-    # The inactivity schedule has no changelog: a customer recovered from the
-    # changelog is looked at again at once, which files its next check.
-    # Values carry the outputs they owe: recovery resends them (streams.outbox).
-    options={"schedule_recovered": True, "outbox": CustomerOutbox(topics.outputs())},
-)
-
-
-#: Records the agents handled; only their acks advance the committed offsets.
-handled = acks.handled_records(app)
-handled.guard(
-    t.get_topic_name() for t in (topics.purchases, topics.cancellations, topics.inactivity)
-)
-
-
-def customer_store() -> state.store.RedisStore:
-    """The Redis store behind ``customers`` (prefetch, seal, health)."""
-    store = customers.data
-    assert isinstance(store, state.store.RedisStore), store
-    return store
+    handled = acks.handled_records(app)
+    handled.guard(
+        t.get_topic_name() for t in (topics.purchases, topics.cancellations, topics.inactivity)
+    )
+    return ServiceApp(settings, app, topics, customers, handled)

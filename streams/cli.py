@@ -29,8 +29,9 @@ def _cmd_worker(args: argparse.Namespace) -> int:
     except TopicLayoutError as exc:
         print(f"ltv: {exc}", file=sys.stderr)
         return 2
-    from streams.worker import app  # import only after the settings are known good
+    from streams.worker import build_worker
 
+    app = build_worker(settings)
     sys.argv = ["ltv", "worker", "--loglevel", args.loglevel]
     app.main()
     return 0

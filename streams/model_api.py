@@ -1,7 +1,7 @@
-"""The model inside a worker: reload and periodic-fit timers, and ``GET /model``.
+"""The model in force on a worker, served at ``GET /model``.
 
-``streams.fit.install`` attaches the timers; this module holds the model in
-force and serves it (DESIGN §10). Before the first successful fit the body
+``streams.fit.install`` attaches the timers and holds the model in force;
+this module serves it (DESIGN §10). Before the first successful fit the body
 has ``"version": null`` and no models, and workers value with the heuristic.
 """
 
@@ -9,23 +9,24 @@ from __future__ import annotations
 
 from faust.web import Request, Response, View
 
-from streams.agents import processor
-from streams.app import app, settings
+from streams.app import ServiceApp
 from streams.auth import authorized
-from streams.fit import install
-
-model = install(app, settings, processor)
+from streams.fit import ModelInForce
 
 
-@app.page("/model")
-class Model(View):
-    """The parameters in force on this worker; 401 without the configured token."""
+def install(service: ServiceApp, model: ModelInForce) -> None:
+    """Serve ``model`` (the one in force on this worker) at ``GET /model``."""
+    settings = service.settings
 
-    async def get(self, request: Request) -> Response:
-        if not authorized(request, settings.api_token):
-            return self.json(
-                {"error": "unauthorized"},
-                status=401,
-                headers={"WWW-Authenticate": "Bearer"},
-            )
-        return self.json(model.record.as_json())
+    @service.app.page("/model")
+    class Model(View):
+        """The parameters in force on this worker; 401 without the configured token."""
+
+        async def get(self, request: Request) -> Response:
+            if not authorized(request, settings.api_token):
+                return self.json(
+                    {"error": "unauthorized"},
+                    status=401,
+                    headers={"WWW-Authenticate": "Bearer"},
+                )
+            return self.json(model.record.as_json())

@@ -1,24 +1,30 @@
-"""Entry module of a worker: the app with its agents, timers and views attached.
+"""The composition root of a worker: everything it runs, built from the settings.
 
-``ltv worker`` loads this module after creating the topics.
+``build_worker`` is the one place that lists what an ``ltv worker`` runs:
+the Faust app with its topics and table (``streams.app``), the processor
+(``streams.wiring``), the agents, the timers and the web views. Importing
+this module builds nothing; ``ltv worker`` calls ``build_worker`` once the
+settings are known good and the topics exist.
 """
 
 from __future__ import annotations
 
 import logging
 
-from streams import agents, lag, model_api, views
-from streams.app import app, settings
-from streams.metrics import METRICS
+import faust
 
-lag.install(app, METRICS, (settings.topic_purchases, settings.topic_cancellations))
+from streams import fit, inactivity, lag, model_api, views
+from streams.agents import Agents
+from streams.app import build_app
+from streams.metrics import METRICS
+from streams.settings import Settings
+from streams.wiring import build_processor
 
 #: Client libraries that build a DEBUG record per message sent or received
 #: (~6 % of a worker's time) even when no handler prints them.
 _CHATTY_LOGGERS = ("aiokafka", "faust.topics", "faust.transport")
 
 
-@app.task
 async def _quiet_client_loggers() -> None:
     """Raise chatty loggers to INFO once Faust has configured logging."""
     for name in _CHATTY_LOGGERS:
@@ -26,4 +32,26 @@ async def _quiet_client_loggers() -> None:
         logger.setLevel(max(logger.getEffectiveLevel(), logging.INFO))
 
 
-__all__ = ["agents", "app", "model_api", "views"]
+def build_worker(settings: Settings) -> faust.App:
+    """The worker's Faust app with every agent, timer and view attached."""
+    service = build_app(settings)
+    processor = build_processor(settings)
+    app = service.app
+    # Agents: one per input kind (purchases, cancellations, inactivity records).
+    Agents(service, processor).install()
+    # Timers: due customers, consumer lag, model reload and the periodic fit.
+    inactivity.install(
+        app,
+        service.customer_store,
+        service.topics.inactivity,
+        processor,
+        METRICS,
+        settings.inactivity_interval,
+    )
+    lag.install(app, METRICS, (settings.topic_purchases, settings.topic_cancellations))
+    model = fit.install(app, settings, processor)
+    # Web views: /healthz, /readyz, /metrics, /customers/{id}, /model.
+    views.install(service, processor)
+    model_api.install(service, model)
+    app.task(_quiet_client_loggers)
+    return app
