@@ -11,14 +11,11 @@ import asyncio
 import logging
 import os
 import time
-import weakref
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable, Sequence
 from typing import NoReturn
 
 from faust import StreamT
-from faust.streams import _current_event
 from faust.types import TP, EventT
 
 from state.envelope import Output
@@ -36,20 +33,6 @@ EXIT_BATCH_FAILED = 70
 BATCH_SIZE = 1000
 #: Longest wait for a batch to fill before handling what has arrived (seconds).
 BATCH_WINDOW = 0.005
-
-
-@contextmanager
-def _current(event: EventT) -> Iterator[None]:  # type: ignore[type-arg]
-    """Make ``event`` Faust's current event, as stream iteration does per event.
-
-    ``take_events`` hands over a batch without setting it, and a table write
-    needs it: the changelog record goes to the event's partition (faust #497).
-    """
-    token = _current_event.set(weakref.ref(event))
-    try:
-        yield
-    finally:
-        _current_event.reset(token)
 
 
 class Agents:
@@ -153,19 +136,22 @@ class Agents:
                 key=message.key,
                 value=message.value or b"",
             )
-            with _current(event):  # reads and writes go to the event's partition
-                stored = customers.get(message.key) if message.key else None
-                result = processor.handle(kind, record, stored, now)
-                if message.key and result.state is not None:
-                    customers[message.key] = result.state
-                    owed.extend(result.outputs)
-                    wrote = True
-                else:  # nothing stored: a redelivery derives these again
-                    await self.send(result.outputs)
-                if message.key:
-                    # Buffered with the state above: flushed to Redis in one script.
-                    _file(store, message.key, "schedule", result.next_check)
-                    _file(store, message.key, "notices", result.notice_at)
+            key, partition = message.key, message.partition
+            stored = store.read(partition, key) if key else None
+            result = processor.handle(kind, record, stored, now)
+            if key and result.state is not None:
+                # A table write on public APIs: the changelog record (acked
+                # before the batch's outputs leave, below) and the store's buffer.
+                customers.send_changelog(partition, key, result.state)
+                store.put(partition, key, result.state)
+                owed.extend(result.outputs)
+                wrote = True
+            else:  # nothing stored: a redelivery derives these again
+                await self.send(result.outputs)
+            if key:
+                # Buffered with the state above: flushed to Redis in one script.
+                _file(store, key, partition, "schedule", result.next_check)
+                _file(store, key, partition, "notices", result.notice_at)
             _observe(kind, result, started)
         if wrote:
             # The changelog records of the batch are acknowledged before its
@@ -194,10 +180,13 @@ def _exit_unacknowledged(kind: EventType, batch: asyncio.Future[None]) -> NoRetu
     os._exit(EXIT_BATCH_FAILED)
 
 
-def _file(store: RedisStore, key: bytes, index: Index, check: NextCheck | None) -> None:
+def _file(
+    store: RedisStore, key: bytes, partition: int, index: Index, check: NextCheck | None
+) -> None:
     """Set the key's entry in one of the store's indexes (None: leave it)."""
     if check is not None:
-        store.schedule(key, None if check.at is None else check.at.timestamp(), index)
+        when = None if check.at is None else check.at.timestamp()
+        store.schedule(key, when, index, partition)
 
 
 def _observe(kind: EventType, result: Result, started: float) -> None:

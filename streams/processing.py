@@ -169,7 +169,7 @@ class Processor:
         whatever its age: Kafka may redeliver from far back.
         """
         try:
-            state = None if stored is None else envelope.decode(stored).state
+            state = None if stored is None else envelope.state_of(stored)
             result = self._handle(kind, record, state, now)
         except EventError as exc:
             result = self._dead(record, exc, now)
@@ -224,11 +224,12 @@ class Processor:
                 f"(LTV_MAX_CUSTOMER_EVENTS={self.state_cfg.max_events}); not applied",
             )
             return self._dead(record, error, now)
-        if transition.outcome in ("applied", "held"):
+        if transition.outcome in ("applied", "held") and transition.state.pending:
             notice = notify_unmatched(
                 transition.state, self.purchases_progress(record.partition), self.state_cfg
             )
-            transition = replace(transition, state=notice.state, notices=notice.notices)
+            if notice.outcome == "notified":
+                transition = replace(transition, state=notice.state, notices=notice.notices)
         result = self._render(transition, state.version, self.clock(now))
         result.occurred_at = occurred_at
         result.outputs.extend(self._notices(transition, record.partition, now))

@@ -230,16 +230,37 @@ class RedisStore(SerializedStore):  # type: ignore[type-arg]
             if key not in buffer:
                 self._cache.put((partition, key), _as_bytes(value))
 
-    def schedule(self, key: bytes, when: float | None, index: Index = "schedule") -> None:
+    def schedule(
+        self,
+        key: bytes,
+        when: float | None,
+        index: Index = "schedule",
+        partition: int | None = None,
+    ) -> None:
         """Set ``key``'s score in its partition's ``index`` (``None`` removes it).
 
-        Call where a table write is allowed (inside stream iteration): the
-        entry joins the partition of the current event and is flushed with
-        that partition's values, atomically.
+        The entry joins ``partition`` (default: the current event's, inside
+        stream iteration) and is flushed with that partition's values,
+        atomically.
         """
-        buffer = self._owned_buffer(self._write_partition())
+        buffer = self._owned_buffer(self._write_partition() if partition is None else partition)
         if buffer is not None:
             buffer.index(index, key, when)
+            self._after_write()
+
+    def put(self, partition: int, key: bytes, value: bytes | None) -> None:
+        """Buffer ``key``'s new value (None: delete) in ``partition``.
+
+        What a table write does to the store, for callers that know the
+        partition; the caller sends the changelog record
+        (``Collection.send_changelog``). A partition this worker does not
+        own drops the write (its changelog record tells the owner).
+        """
+        buffer = self._owned_buffer(partition)
+        if buffer is not None:
+            if value is not None and self._outbox is not None:
+                value = self._outbox.strip(value)
+            buffer.write(key, value)
             self._after_write()
 
     def active_partitions(self) -> list[int]:
@@ -339,23 +360,20 @@ class RedisStore(SerializedStore):  # type: ignore[type-arg]
         return self._read_through(unknown, key)
 
     def read(self, partition: int, key: bytes) -> bytes | None:
-        """``key``'s value in ``partition`` (owned), outside stream iteration.
+        """``key``'s value in ``partition``, as a table read there gives it.
 
-        For readers that know the partition (the /customers view): a table
-        ``get`` there depends on Faust's current-event context to pick it.
+        For readers that know the partition (the agents' batches, the
+        /customers view): a table ``get`` depends on Faust's current-event
+        context to pick it. Buffered and prefetched values first, else a
+        blocking read of Redis (also of a partition not owned right now).
         """
         found, value = self._lookup_local(partition, key)
         if found:
             return value
-        return self._read_through([partition] if partition in self._buffers else [], key)
+        return self._read_through([partition], key)
 
     def _set(self, key: bytes, value: bytes | None) -> None:
-        buffer = self._owned_buffer(self._write_partition())
-        if buffer is not None:
-            if value is not None and self._outbox is not None:
-                value = self._outbox.strip(value)
-            buffer.write(key, value)
-            self._after_write()
+        self.put(self._write_partition(), key, value)
 
     def _owned_buffer(self, partition: int) -> PartitionBuffer | None:
         buffer = self._buffers.get(partition)

@@ -28,6 +28,7 @@ def test_round_trip_with_outbox() -> None:
     raw = envelope.encode(STATE, outbox)
     assert envelope.decode(raw) == Stored(STATE, outbox)
     assert envelope.decode(envelope.without_outbox(raw)) == Stored(STATE)
+    assert envelope.state_of(raw) == envelope.state_of(envelope.without_outbox(raw)) == STATE
     assert envelope.customer_state(raw) == new_state("c-1")
 
 
@@ -46,6 +47,12 @@ def test_round_trip_with_outbox() -> None:
 def test_unreadable_values_raise_codec_error(raw: bytes) -> None:
     with pytest.raises(CodecError):
         envelope.decode(raw)
+
+
+@pytest.mark.parametrize("raw", [b"", STATE, b"\xfd", b"\xfd\x05abc", b"\xfd\xff"])
+def test_a_value_whose_state_cannot_be_cut_out_raises_codec_error(raw: bytes) -> None:
+    with pytest.raises(CodecError):
+        envelope.state_of(raw)
 
 
 def test_applied_event_owes_its_outputs() -> None:
