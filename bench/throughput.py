@@ -1,4 +1,4 @@
-"""Throughput: one worker, a raw aiokafka loop and two workers drain the same preloaded events.
+"""Throughput: a worker, a raw aiokafka loop, Quix Streams and two workers drain the same events.
 
 N events of the bench feed (default 200 000 over 100 000 customers: ~85 %
 purchases, ~10 % cancellations, ~5 % re-sent duplicates) are published once
@@ -10,21 +10,37 @@ topics on the same broker:
 * ``baseline``: a raw aiokafka loop in this process that consumes, decodes
   the JSON, aggregates a per-customer dict and produces one output per
   event -- the floor cost of moving these records through Python;
+* ``quix_processor``: this project's ``Processor`` in a Quix Streams app
+  (RocksDB state, every output published; bench/_quix.py, the ``bench``
+  extra), timed from its first handled record to its last -- what another
+  Python streaming framework makes of the same per-event work;
 * ``two_workers``: two ``ltv worker`` processes of one group.
 
-    ltv bench throughput [--events 200000] [--customers 100000] [--json PATH]
+The ratios: ``ratio`` (worker / baseline), ``worker_per_quix_processor`` and
+``two_workers_per_worker``.
+
+    ltv bench throughput [--events 200000] [--customers 100000] [--no-quix] [--json PATH]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
 import time
 from collections import defaultdict
 from pathlib import Path
 
 import orjson
 from _harness import (
+    LOG_DIR,
+    ROOT,
+    Drain,
     Infra,
     Profiler,
     Worker,
@@ -81,16 +97,60 @@ async def baseline(topics: list[str], output: str, total: int, servers: Infra) -
         await consumer.stop()
 
 
+#: Seconds the Quix contender may take beyond the drain timeout to start and stop.
+QUIX_SLACK = 120
+
+
+def quix_processor(topics: str, app_id: str, total: int, servers: Infra, timeout: float) -> Drain:
+    """How bench/_quix.py (the Processor under Quix Streams) drained ``total`` records.
+
+    A process of its own, as the workers are: its log goes next to theirs,
+    its RocksDB state under the bench's log dir, removed afterwards.
+    """
+    log = LOG_DIR / f"{app_id}.log"
+    state_dir = LOG_DIR / f"{app_id}.state"
+    LOG_DIR.mkdir(parents=True, exist_ok=True)
+    command = [
+        *(sys.executable, str(Path(__file__).with_name("_quix.py"))),
+        *("--topics", topics, "--app-id", app_id, "--events", str(total)),
+        *("--state-dir", str(state_dir)),
+        *("--bootstrap", servers.bootstrap, "--redis-url", servers.redis_url),
+    ]
+    # This checkout's packages, as the workers get them (``-m`` run from ROOT):
+    # an installed ltv-stream may be another checkout's.
+    path = os.pathsep.join(filter(None, (str(ROOT), os.environ.get("PYTHONPATH"))))
+    try:
+        with open(log, "ab") as stderr:
+            done = subprocess.run(
+                command,
+                cwd=ROOT,
+                env={**os.environ, "PYTHONPATH": path},
+                stdout=subprocess.PIPE,
+                stderr=stderr,
+                timeout=timeout + QUIX_SLACK,
+            )
+    except subprocess.TimeoutExpired:
+        raise SystemExit(
+            f"bench: quix_processor did not handle {total} events within {timeout:.0f}s; see {log}"
+        ) from None
+    finally:
+        shutil.rmtree(state_dir, ignore_errors=True)
+    if done.returncode != 0:
+        raise SystemExit(f"bench: quix_processor exited with status {done.returncode}; see {log}")
+    return Drain(**json.loads(done.stdout.splitlines()[-1]))
+
+
 def run(
     events: int,
     customers: int,
     servers: Infra,
     timeout: float,
     two: bool,
+    quix: bool,
     profile: Path | None = None,
 ) -> dict[str, float]:
     topics = run_id()
-    one, pair = f"{topics}w1", f"{topics}w2"
+    one, pair, quix_id = f"{topics}w1", f"{topics}w2", f"{topics}q"
     settings = settings_for(settings_env(topics, one, servers))
     try:
         loaded = preload(settings, events, customers)
@@ -112,6 +172,13 @@ def run(
             "baseline_events_per_s": round(base_rate),
             "ratio": round(drain.events_per_s / base_rate, 3),
         }
+        if quix:
+            framework = quix_processor(topics, quix_id, loaded, servers, timeout)
+            figures["quix_processor_events_per_s"] = round(framework.events_per_s)
+            figures["quix_processor_cpu_share"] = round(framework.cpu_share, 2)
+            figures["worker_per_quix_processor"] = round(
+                drain.events_per_s / framework.events_per_s, 3
+            )
         if two:
             workers = [Worker(f"{pair}-{n}", settings_env(topics, pair, servers)) for n in "ab"]
             for w in workers:
@@ -120,9 +187,11 @@ def run(
                 both = drain_rate(workers, loaded, timeout)
             figures["two_workers_events_per_s"] = round(both.events_per_s)
             figures["two_workers_cpu_share"] = round(both.cpu_share, 2)
+            figures["two_workers_per_worker"] = round(both.events_per_s / drain.events_per_s, 3)
         return figures
     finally:
-        cleanup((topics,), servers)
+        # Quix names its changelog topics after the consumer group, behind a prefix.
+        cleanup((topics, f"changelog__{quix_id}"), servers)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -131,12 +200,22 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--customers", type=int, default=100_000)
     parser.add_argument("--no-two-workers", dest="two", action="store_false")
     parser.add_argument(
+        "--no-quix", dest="quix", action="store_false", help="skip the Quix Streams contender"
+    )
+    parser.add_argument(
         "--profile", type=Path, default=None, help="py-spy the worker's drain into this file"
     )
     add_common_args(parser)
     args = parser.parse_args(argv)
+    if args.quix and importlib.util.find_spec("quixstreams") is None:
+        raise SystemExit(
+            "bench: the quix_processor contender needs quixstreams, a bench extra "
+            "(pip install -e '.[bench]'); or pass --no-quix"
+        )
     servers = infra(args)
-    figures = run(args.events, args.customers, servers, args.timeout, args.two, args.profile)
+    figures = run(
+        args.events, args.customers, servers, args.timeout, args.two, args.quix, args.profile
+    )
     report("throughput", figures, args.json)
 
 
