@@ -67,7 +67,7 @@ async def run(customers: int, partitions: int = 8) -> dict[str, float]:
         before = int(store._sync.info("memory")["used_memory"])
         value = os.urandom(100).hex().encode()  # 200 bytes
         for n in range(customers):
-            store._buffers[n % partitions].write(f"c-{n}".encode(), value)
+            store._owned[n % partitions].buffer.write(f"c-{n}".encode(), value)
         for p in range(partitions):
             store.set_persisted_offset(TP(CHANGELOG, p), customers // partitions)
         store.seal()

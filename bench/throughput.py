@@ -14,12 +14,14 @@ topics on the same broker:
   (RocksDB state, every output published; bench/_quix.py, the ``bench``
   extra), timed from its first handled record to its last -- what another
   Python streaming framework makes of the same per-event work;
-* ``two_workers``: two ``ltv worker`` processes of one group.
+* ``two_workers``: two ``ltv worker`` processes of one group;
+* ``worker_uvloop`` (``--uvloop``): one ``ltv worker`` with
+  ``LTV_EVENT_LOOP=uvloop``.
 
-The ratios: ``ratio`` (worker / baseline), ``worker_per_quix_processor`` and
-``two_workers_per_worker``.
+The ratios: ``ratio`` (worker / baseline), ``worker_per_quix_processor``,
+``two_workers_per_worker`` and ``uvloop_per_asyncio``.
 
-    ltv bench throughput [--events 200000] [--customers 100000] [--no-quix] [--json PATH]
+    ltv bench throughput [--events 200000] [--customers 100000] [--no-quix] [--uvloop] [--json PATH]
 """
 
 from __future__ import annotations
@@ -147,6 +149,7 @@ def run(
     timeout: float,
     two: bool,
     quix: bool,
+    uvloop: bool = False,
     profile: Path | None = None,
 ) -> dict[str, float]:
     topics = run_id()
@@ -172,6 +175,17 @@ def run(
             "baseline_events_per_s": round(base_rate),
             "ratio": round(drain.events_per_s / base_rate, 3),
         }
+        if uvloop:
+            looped = Worker(
+                f"{topics}u-a",
+                {**settings_env(topics, f"{topics}u", servers), "LTV_EVENT_LOOP": "uvloop"},
+            )
+            looped.start()
+            with running(looped):
+                fast = drain_rate([looped], loaded, timeout)
+            figures["worker_uvloop_events_per_s"] = round(fast.events_per_s)
+            figures["worker_uvloop_cpu_share"] = round(fast.cpu_share, 2)
+            figures["uvloop_per_asyncio"] = round(fast.events_per_s / drain.events_per_s, 3)
         if quix:
             framework = quix_processor(topics, quix_id, loaded, servers, timeout)
             figures["quix_processor_events_per_s"] = round(framework.events_per_s)
@@ -203,6 +217,9 @@ def main(argv: list[str] | None = None) -> None:
         "--no-quix", dest="quix", action="store_false", help="skip the Quix Streams contender"
     )
     parser.add_argument(
+        "--uvloop", action="store_true", help="also drain with one worker on uvloop"
+    )
+    parser.add_argument(
         "--profile", type=Path, default=None, help="py-spy the worker's drain into this file"
     )
     add_common_args(parser)
@@ -213,8 +230,17 @@ def main(argv: list[str] | None = None) -> None:
             "(pip install -e '.[bench]'); or pass --no-quix"
         )
     servers = infra(args)
+    if args.uvloop and importlib.util.find_spec("uvloop") is None:
+        raise SystemExit("bench: --uvloop needs uvloop, a bench extra (pip install -e '.[bench]')")
     figures = run(
-        args.events, args.customers, servers, args.timeout, args.two, args.quix, args.profile
+        args.events,
+        args.customers,
+        servers,
+        args.timeout,
+        args.two,
+        args.quix,
+        uvloop=args.uvloop,
+        profile=args.profile,
     )
     report("throughput", figures, args.json)
 

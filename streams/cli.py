@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import sys
 from datetime import datetime
 
@@ -29,6 +30,13 @@ def _cmd_worker(args: argparse.Namespace) -> int:
     except TopicLayoutError as exc:
         print(f"ltv: {exc}", file=sys.stderr)
         return 2
+    if settings.event_loop == "uvloop":
+        if importlib.util.find_spec("uvloop") is None:
+            print("ltv: LTV_EVENT_LOOP=uvloop needs the uvloop package (pip install uvloop)")
+            return 2
+        import mode.loop
+
+        mode.loop.use("uvloop")  # before anything creates a loop
     from streams.worker import build_worker
 
     app = build_worker(settings)

@@ -51,6 +51,9 @@ class Settings(BaseSettings):
     cac: Annotated[dict[str, Decimal], NoDecode] = Field(default_factory=dict)
     api_token: str | None = Field(None, repr=False)
     clock: Literal["wall", "event"] = "wall"
+    # The worker's asyncio event loop: the standard one, or uvloop (the
+    # ``uvloop`` package, installed apart: ``pip install uvloop``).
+    event_loop: Literal["asyncio", "uvloop"] = "asyncio"
 
     data_dir: Path = Path("var/faust")
     max_message_bytes: int = Field(65536, ge=1024, le=16 * 1024 * 1024)

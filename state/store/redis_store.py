@@ -103,6 +103,7 @@ from state.store.config import StoreConfig
 from state.store.keys import INDEXES, OFFSET_FIELD, Index, KeyLayout
 from state.store.metrics import StoreMetrics, default_metrics
 from state.store.outbox import Outbox
+from state.store.partition import OwnedPartition
 from state.store.producer import drain
 from state.store.scripts import CLAIM, DUE, WIPE, WRITE, Script
 
@@ -163,11 +164,10 @@ class RedisStore(SerializedStore):  # type: ignore[type-arg]
         self._outbox: Outbox | None = options.get("outbox")
         self._sync = self.config.sync_client()
         self._async = self.config.async_client()
-        self._buffers: dict[int, PartitionBuffer] = {}
-        self._epochs: dict[int, int] = {}
-        self._offsets: dict[TP, int | None] = {}
-        self._acked: dict[int, int] = {}
-        self._flush_seq: dict[int, int] = {}
+        #: The partitions this worker owns, by number (``OwnedPartition``).
+        self._owned: dict[int, OwnedPartition] = {}
+        #: Stored changelog offsets of standby partitions (Faust asks for them).
+        self._standby_offsets: dict[TP, int | None] = {}
         self._cache: CleanCache[tuple[int, bytes]] = CleanCache(self.config.cache_size)
         self._explicit_seal = False
         self._flush_lock = asyncio.Lock()
@@ -193,7 +193,7 @@ class RedisStore(SerializedStore):  # type: ignore[type-arg]
     @property
     def dirty_keys(self) -> int:
         """Number of buffered (not yet flushed) writes."""
-        return sum(len(buffer) for buffer in self._buffers.values())
+        return sum(len(owned.buffer) for owned in self._owned.values())
 
     # -- the app's hooks -----------------------------------------------------
 
@@ -210,9 +210,10 @@ class RedisStore(SerializedStore):  # type: ignore[type-arg]
         """
         self.seal()
         await self._writable.wait()
-        buffer = self._buffers.get(partition)
-        if buffer is None:
+        owned = self._owned.get(partition)
+        if owned is None:
             return
+        buffer = owned.buffer
         misses = [
             key
             for key in dict.fromkeys(keys)
@@ -220,11 +221,11 @@ class RedisStore(SerializedStore):  # type: ignore[type-arg]
         ]
         if not misses:
             return
-        seq = self._flush_seq.get(partition, 0)
+        generation = owned.generation
         data_key = self.layout.data_key(partition)
         values = await self._retry("prefetch", lambda: self._async.hmget(data_key, misses))
         # A flush that landed meanwhile may have made these values stale.
-        if self._buffers.get(partition) is not buffer or self._flush_seq.get(partition, 0) != seq:
+        if self._owned.get(partition) is not owned or owned.generation != generation:
             return
         for key, value in zip(misses, values, strict=True):
             if key not in buffer:
@@ -265,7 +266,7 @@ class RedisStore(SerializedStore):  # type: ignore[type-arg]
 
     def active_partitions(self) -> list[int]:
         """Partitions this worker owns (claimed, active) right now."""
-        return sorted(self._buffers)
+        return sorted(self._owned)
 
     async def due(
         self,
@@ -282,10 +283,10 @@ class RedisStore(SerializedStore):  # type: ignore[type-arg]
         newest buffered score is not due (written since the last flush) are
         left out. Empty when the partition is not owned or was fenced.
         """
-        buffer = self._buffers.get(partition)
-        epoch = self._epochs.get(partition)
-        if buffer is None or epoch is None:
+        owned = self._owned.get(partition)
+        if owned is None:
             return []
+        buffer, epoch = owned.buffer, owned.epoch
         position = 3 + INDEXES.index(index)  # KEYS of the scripts: data, meta, indexes
         args = [str(epoch), repr(until), str(limit), repr(retry_at), str(position)]
         keys = await self._retry("due", self._evaluator(DUE, partition, args))
@@ -309,12 +310,16 @@ class RedisStore(SerializedStore):  # type: ignore[type-arg]
 
     def persisted_offset(self, tp: TP) -> int | None:
         """Return the changelog offset stored with the partition's data."""
-        return self._offsets.get(tp)
+        owned = self._owned.get(tp.partition)
+        if owned is not None:
+            return owned.stored_offset
+        return self._standby_offsets.get(tp)
 
     def set_persisted_offset(self, tp: TP, offset: int) -> None:
         """Note an acknowledged changelog offset (stored by the next flush)."""
-        if offset > self._acked.get(tp.partition, -1):
-            self._acked[tp.partition] = offset
+        owned = self._owned.get(tp.partition)
+        if owned is not None:  # an ack of a partition gone since: its next owner replays it
+            owned.ack(offset)
 
     def apply_changelog_batch(
         self,
@@ -330,9 +335,10 @@ class RedisStore(SerializedStore):  # type: ignore[type-arg]
         resent = 0
         for event in batch:
             message = event.message
-            buffer = self._buffers.get(message.partition)
-            if buffer is None:
+            owned = self._owned.get(message.partition)
+            if owned is None:
                 continue  # standby partition: Redis already has it
+            buffer = owned.buffer
             if message.key is None:
                 raise TypeError(f"Changelog entry is missing key: {message}")
             value = message.value
@@ -376,15 +382,16 @@ class RedisStore(SerializedStore):  # type: ignore[type-arg]
         self.put(self._write_partition(), key, value)
 
     def _owned_buffer(self, partition: int) -> PartitionBuffer | None:
-        buffer = self._buffers.get(partition)
-        if buffer is None:
+        owned = self._owned.get(partition)
+        if owned is None:
             logger.warning(
                 "%s: write to partition %d that this worker does not own: dropped "
                 "(the changelog has it)",
                 self.table_name,
                 partition,
             )
-        return buffer
+            return None
+        return owned.buffer
 
     def _del(self, key: bytes) -> None:
         self._set(key, None)
@@ -393,8 +400,8 @@ class RedisStore(SerializedStore):  # type: ignore[type-arg]
         return self._get(key) is not None
 
     def _iteritems(self) -> Iterator[tuple[bytes, bytes]]:
-        for partition in sorted(self._buffers):
-            overlay = self._buffers[partition].overlay()
+        for partition in sorted(self._owned):
+            overlay = self._owned[partition].buffer.overlay()
             data_key = self.layout.data_key(partition)
             for key, value in self._sync.hscan_iter(data_key, count=1000):
                 if key not in overlay:
@@ -415,11 +422,11 @@ class RedisStore(SerializedStore):  # type: ignore[type-arg]
         return sum(1 for _ in self._iteritems())
 
     def _clear(self) -> None:
-        for partition in list(self._buffers):
-            if not self._run_sync(WIPE, partition, [str(self._epochs[partition])]):
+        for partition, owned in list(self._owned.items()):
+            if not self._run_sync(WIPE, partition, [str(owned.epoch)]):
                 self._forget(partition, reason="fenced while clearing")
                 continue
-            self._buffers[partition] = PartitionBuffer()
+            owned.buffer = PartitionBuffer()
             self._drop_cache(partition)
 
     def reset_state(self) -> None:
@@ -430,7 +437,7 @@ class RedisStore(SerializedStore):  # type: ignore[type-arg]
         for key in keys:
             pipe.unlink(key)
         pipe.execute()
-        for partition in list(self._buffers):
+        for partition in list(self._owned):
             self._forget(partition, reason="reset")
         logger.info("%s: reset_state removed %d Redis keys", self.table_name, len(keys))
 
@@ -459,7 +466,7 @@ class RedisStore(SerializedStore):  # type: ignore[type-arg]
         for tp in revoked:
             if tp.topic in topics and tp not in active:
                 self._forget(tp.partition, reason="revoked")
-        self._offsets = {tp: off for tp, off in self._offsets.items() if tp in mine}
+        self._standby_offsets = {tp: off for tp, off in self._standby_offsets.items() if tp in mine}
         self._claimed = False
         await self._claim(active)
         await self._read_standby_offsets(mine - active)
@@ -516,11 +523,13 @@ class RedisStore(SerializedStore):  # type: ignore[type-arg]
         highwaters = await self._highwaters(ordered)
         for tp, (epoch_raw, offset_raw) in zip(ordered, replies, strict=True):
             partition, epoch, offset = tp.partition, int(epoch_raw), _to_offset(offset_raw)
-            if self._epochs.get(partition) != epoch - 1:
+            owned = self._owned.get(partition)
+            if owned is None or owned.epoch != epoch - 1:
                 # Not ours since the last claim (or never): local copies are stale.
                 self._forget(partition, reason="claimed anew")
-                self._buffers[partition] = PartitionBuffer(flushed_offset=offset)
-            self._epochs[partition] = epoch
+                owned = OwnedPartition(epoch, PartitionBuffer(flushed_offset=offset))
+                self._owned[partition] = owned
+            owned.epoch = epoch
             last = highwaters.get(tp)
             if offset is not None and last is not None and offset > last:
                 logger.warning(
@@ -533,13 +542,13 @@ class RedisStore(SerializedStore):  # type: ignore[type-arg]
                 )
                 await self._retry("wipe", self._evaluator(WIPE, partition, [str(epoch)]))
                 self._drop_cache(partition)
-                self._buffers[partition] = PartitionBuffer()
+                owned.buffer = PartitionBuffer()
                 offset = None
-            self._offsets[tp] = offset
+            owned.stored_offset = offset
             if offset is not None:
-                self.set_persisted_offset(tp, offset)
+                owned.ack(offset)
             else:
-                self._acked.pop(partition, None)
+                owned.acked = None
 
     async def _highwaters(self, tps: Sequence[TP]) -> Mapping[TP, int]:
         """Return each changelog partition's last offset (end - 1)."""
@@ -555,19 +564,20 @@ class RedisStore(SerializedStore):  # type: ignore[type-arg]
     async def _read_standby_offsets(self, tps: set[TP]) -> None:
         for tp in tps:
             raw = await self._retry("standby", self._offset_reader(tp.partition))
-            self._offsets[tp] = _to_offset(raw)
+            self._standby_offsets[tp] = _to_offset(raw)
 
     def _forget(self, partition: int, *, reason: str) -> None:
-        if self._buffers.pop(partition, None) is not None:
+        if self._owned.pop(partition, None) is not None:
             logger.info("%s: forgetting partition %d (%s)", self.table_name, partition, reason)
-        self._epochs.pop(partition, None)
-        self._acked.pop(partition, None)
         self._drop_cache(partition)
         self._update_dirty()
 
     def _drop_cache(self, partition: int) -> None:
+        """Drop cached values of ``partition`` (a prefetch in flight then drops its reads)."""
         self._cache.discard_where(lambda entry: entry[0] == partition)
-        self._flush_seq[partition] = self._flush_seq.get(partition, 0) + 1
+        owned = self._owned.get(partition)
+        if owned is not None:
+            owned.generation += 1
 
     # -- internals: reads and writes -------------------------------------------
 
@@ -584,13 +594,13 @@ class RedisStore(SerializedStore):  # type: ignore[type-arg]
         event = current_event()
         if event is not None and not self.table.is_global:
             return [int(event.message.partition)]
-        return sorted(self._buffers)
+        return sorted(self._owned)
 
     def _lookup_local(self, partition: int, key: bytes) -> tuple[bool, bytes | None]:
-        buffer = self._buffers.get(partition)
-        if buffer is None:
+        owned = self._owned.get(partition)
+        if owned is None:
             return False, None
-        found, value = buffer.lookup(key)
+        found, value = owned.buffer.lookup(key)
         if found:
             return found, value
         return self._cache.lookup((partition, key))
@@ -610,14 +620,14 @@ class RedisStore(SerializedStore):  # type: ignore[type-arg]
             raise
         found: bytes | None = None
         for partition, value in zip(partitions, values, strict=True):
-            if partition in self._buffers:
+            if partition in self._owned:
                 self._cache.put((partition, key), value)
             if value is not None and found is None:
                 found = value
         return found
 
     def _after_write(self) -> None:
-        sealed = sum(len(buffer.sealed) for buffer in self._buffers.values())
+        sealed = sum(len(owned.buffer.sealed) for owned in self._owned.values())
         dirty = self._update_dirty()
         if sealed >= self.config.flush_keys or dirty >= self.config.max_dirty:
             self._flush_wanted.set()
@@ -632,8 +642,8 @@ class RedisStore(SerializedStore):  # type: ignore[type-arg]
         return dirty
 
     def _seal_all(self) -> None:
-        for partition, buffer in self._buffers.items():
-            buffer.seal(self._acked.get(partition))
+        for owned in self._owned.values():
+            owned.buffer.seal(owned.acked)
 
     # -- internals: flush ----------------------------------------------------
 
@@ -641,10 +651,13 @@ class RedisStore(SerializedStore):  # type: ignore[type-arg]
         async with self._flush_lock:
             if not self._explicit_seal:
                 self._seal_all()
-            wanted = set(self._buffers if partitions is None else partitions)
-            work = {
-                p: buffer for p, buffer in self._buffers.items() if p in wanted and buffer.pending()
+            wanted = set(self._owned if partitions is None else partitions)
+            owners = {
+                p: owned
+                for p, owned in self._owned.items()
+                if p in wanted and owned.buffer.pending()
             }
+            work = {p: owned.buffer for p, owned in owners.items()}
             if not work:
                 return
             started = time.monotonic()
@@ -660,7 +673,8 @@ class RedisStore(SerializedStore):  # type: ignore[type-arg]
                 if not buffer.open and not buffer.sealed:
                     # Nothing written since take(): every acknowledged changelog
                     # record belongs to the snapshot (or to earlier flushes).
-                    snapshots[partition] = snapshots[partition].covering(self._acked.get(partition))
+                    acked = owners[partition].acked
+                    snapshots[partition] = snapshots[partition].covering(acked)
             pending = list(work)
             try:
                 while pending:
@@ -679,17 +693,18 @@ class RedisStore(SerializedStore):  # type: ignore[type-arg]
     async def _write_snapshot(
         self, partition: int, buffer: PartitionBuffer, snapshot: Snapshot, deadline: float | None
     ) -> None:
-        epoch = self._epochs.get(partition)
+        owned = self._owned.get(partition)
         try:
-            if epoch is None or self._buffers.get(partition) is not buffer:
+            if owned is None or owned.buffer is not buffer:
                 raise PartitionFenced(f"partition {partition} no longer owned")
+            epoch = owned.epoch
             for args in self._write_chunks(epoch, snapshot):
                 applied = await self._retry(
                     "flush", self._evaluator(WRITE, partition, args), deadline
                 )
                 if not applied:
                     raise PartitionFenced(f"epoch {epoch} of partition {partition} superseded")
-                self._flush_seq[partition] = self._flush_seq.get(partition, 0) + 1
+                owned.generation += 1
         except PartitionFenced as exc:
             self.metrics.fenced_flushes.inc()
             logger.error(

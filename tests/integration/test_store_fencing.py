@@ -72,7 +72,7 @@ def make_store(
 
 
 def write(store: RedisStore, partition: int, key: bytes, value: bytes, offset: int) -> None:
-    store._buffers[partition].write(key, value)
+    store._owned[partition].buffer.write(key, value)
     store.set_persisted_offset(TP(CHANGELOG, partition), offset)
 
 
@@ -98,7 +98,7 @@ async def test_zombie_flush_is_refused_and_partition_forgotten(app_id: str) -> N
     write(old, 0, b"k", b"zombie", 2)
     old.seal()
     await old.flush()
-    assert 0 not in old._buffers, "the fenced store must forget the partition"
+    assert 0 not in old._owned, "the fenced store must forget the partition"
     assert old.metrics.fenced_flushes._value.get() == 1
     write(new, 0, b"k", b"from-new", 2)
     new.seal()

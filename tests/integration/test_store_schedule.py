@@ -28,7 +28,7 @@ async def store() -> AsyncIterator[RedisStore]:
 
 
 def put(store: RedisStore, key: bytes, value: bytes | None, when: float | None) -> None:
-    buffer = store._buffers[0]
+    buffer = store._owned[0].buffer
     buffer.write(key, value)
     buffer.index("schedule", key, when)
 
@@ -74,7 +74,7 @@ async def test_due_skips_keys_rescheduled_since_the_last_flush(store: RedisStore
     put(store, b"idle", b"v", 10.0)
     store.seal()
     await store.flush()
-    store._buffers[0].index("schedule", b"bought", 500.0)  # newer score, not flushed yet
+    store._owned[0].buffer.index("schedule", b"bought", 500.0)  # newer score, not flushed yet
     assert await store.due(0, until=20.0, limit=10, retry_at=300.0) == [b"idle"]
 
 
@@ -128,7 +128,7 @@ async def test_reads_outside_stream_iteration_find_a_key_in_any_owned_partition(
     tp1 = TP(CHANGELOG, 1)
     await store.on_rebalance({TP0, tp1}, set(), {TP0, tp1})
     try:
-        store._buffers[1].write(b"k", b"v")
+        store._owned[1].buffer.write(b"k", b"v")
         store.seal()
         await store.flush()
         store._cache.put((0, b"k"), None)  # e.g. an earlier read through both partitions
