@@ -57,7 +57,7 @@ import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from decimal import Decimal, localcontext
+from decimal import Decimal
 from typing import Literal, NamedTuple
 
 import orjson
@@ -447,27 +447,32 @@ def set_risk(state: CustomerState, level: str, *, time_driven: bool) -> Customer
 def recount(s: CustomerState) -> None:
     """Rebuild the running aggregates from the ledger (after decoding).
 
-    Sums a day's orders at once rather than replaying ``_count_order`` per
-    order: decoding a long history is this loop.  Exact either way (Decimal
-    sums in ``MONEY_CONTEXT``), so the result equals the incremental figures.
+    The same additions as ``_count_order`` applying the orders one by one
+    (``MONEY_CONTEXT``, exact), in one pass: decoding a history is this loop.
+    The first and last order times are the extremes of the live orders.
     """
-    by_day: dict[int, list[OrderEntry]] = {}
+    days: dict[int, DayAgg] = {}
+    orders, net, margin = 0, ZERO, ZERO
+    first: datetime | None = None
+    last: datetime | None = None
     for e in s.ledger.values():
-        if not e.cancelled:
-            by_day.setdefault(_day(e.occurred_at), []).append(e)
-    with localcontext(MONEY_CONTEXT):
-        s.days = {
-            d: DayAgg(len(es), sum((e.net for e in es), ZERO), sum((e.margin for e in es), ZERO))
-            for d, es in by_day.items()
-        }
-        s.orders = sum(a.orders for a in s.days.values())
-        s.net = sum((a.net for a in s.days.values()), ZERO)
-        s.margin = sum((a.margin for a in s.days.values()), ZERO)
-    if by_day:
-        s.first_order_at = min(e.occurred_at for e in by_day[min(by_day)])
-        s.last_order_at = max(e.occurred_at for e in by_day[max(by_day)])
-    else:
-        s.first_order_at = s.last_order_at = None
+        if e.cancelled:
+            continue
+        at = e.occurred_at
+        day = _day(at)
+        agg = days.get(day)
+        if agg is None:
+            days[day] = DayAgg(1, _add(ZERO, e.net), _add(ZERO, e.margin))
+        else:
+            days[day] = DayAgg(agg.orders + 1, _add(agg.net, e.net), _add(agg.margin, e.margin))
+        orders += 1
+        net, margin = _add(net, e.net), _add(margin, e.margin)
+        if first is None or at < first:
+            first = at
+        if last is None or at > last:
+            last = at
+    s.days, s.orders, s.net, s.margin = days, orders, net, margin
+    s.first_order_at, s.last_order_at = first, last
 
 
 # ------------------------------------------------------------------ internals
