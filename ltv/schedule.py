@@ -74,7 +74,12 @@ def figures_at(c: CustomerFigures, clock: datetime) -> CustomerFigures:
     """
     if c.first_order_at is None:
         return c
-    return replace(c, T=max(_day(clock) - _day(c.first_order_at), c.t_x))
+    return replace(c, T=_age(_day(c.first_order_at), c.t_x, clock))
+
+
+def _age(first_day: int, t_x: int, clock: datetime) -> int:
+    """T as of ``clock``: days since the first purchase day, never below t_x."""
+    return max(_day(clock) - first_day, t_x)
 
 
 def risk_outlook(
@@ -105,7 +110,7 @@ def risk_outlook(
         return RiskOutlook(level, last + timedelta(days=step), by_days_since(step))
     params = model.orders
     first_day = _day(c.first_order_at or last)
-    start = max(_day(clock) - first_day, c.t_x)  # T as of the clock, as figures_at gives it
+    start = _age(first_day, c.t_x, clock)
     if start + max_days > c.t_x + BOUNDARY_SPAN:
         return _searched_outlook(params, thresholds, c.x, c.t_x, start, first_day, max_days)
     steps = _age_steps(params, thresholds, c.x, c.t_x)

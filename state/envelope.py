@@ -95,18 +95,18 @@ def without_outbox(raw: bytes) -> bytes:
 
     Cuts after the state without parsing the outputs (called on every write).
     """
-    end = _state_end(raw)
+    end = _state_span(raw)[1]
     return raw if end == len(raw) else raw[:end]
 
 
 def state_of(raw: bytes) -> bytes:
     """The encoded state of a table value, without parsing its outbox (the hot path's read)."""
-    end = _state_end(raw)
-    return raw[end - _read_varint(raw, 1)[0] : end]
+    start, end = _state_span(raw)
+    return raw[start:end]
 
 
-def _state_end(raw: bytes) -> int:
-    """Where the state of a table value ends (checked to lie within ``raw``)."""
+def _state_span(raw: bytes) -> tuple[int, int]:
+    """Where the state of a table value starts and ends (checked to lie within ``raw``)."""
     _check_marker(raw)
     try:
         size, pos = _read_varint(raw, 1)
@@ -115,7 +115,7 @@ def _state_end(raw: bytes) -> int:
     end = pos + size
     if end > len(raw):
         raise CodecError(f"corrupt table value: state runs past the end ({len(raw)})")
-    return end
+    return pos, end
 
 
 def _check_marker(raw: bytes) -> None:

@@ -346,7 +346,6 @@ class OutputEncoder:
     """
 
     def __init__(self, model: type[_Output]) -> None:
-        self.model = model
         self.fields: tuple[tuple[str, Convert, Any], ...] = tuple(
             (
                 name,

@@ -32,7 +32,10 @@ def _cmd_worker(args: argparse.Namespace) -> int:
         return 2
     if settings.event_loop == "uvloop":
         if importlib.util.find_spec("uvloop") is None:
-            print("ltv: LTV_EVENT_LOOP=uvloop needs the uvloop package (pip install uvloop)")
+            print(
+                "ltv: LTV_EVENT_LOOP=uvloop needs the uvloop package (pip install uvloop)",
+                file=sys.stderr,
+            )
             return 2
         import mode.loop
 

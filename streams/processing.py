@@ -224,7 +224,7 @@ class Processor:
                 f"(LTV_MAX_CUSTOMER_EVENTS={self.state_cfg.max_events}); not applied",
             )
             return self._dead(record, error, now)
-        if transition.outcome in ("applied", "held") and transition.state.pending:
+        if transition.outcome in ("applied", "held"):
             notice = notify_unmatched(
                 transition.state, self.purchases_progress(record.partition), self.state_cfg
             )
