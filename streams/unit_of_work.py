@@ -71,6 +71,10 @@ EXIT_BATCH_FAILED = 70
 BATCH_SIZE = 2000
 #: Longest wait for records before looking at the assignment again (ms).
 FETCH_WAIT_MS = 100
+#: Seconds between looks at the assignment with no partitions (woken early
+#: by a completed recovery), and while a recovered one waits for the rebalance.
+IDLE_WAIT = 1.0
+REBALANCE_POLL = 0.02
 
 Batch = Mapping[TopicPartition, Sequence[ConsumerRecord[bytes, bytes]]]
 #: Told the input partitions consumed from now on (lag metrics, readiness).
@@ -142,7 +146,10 @@ class UnitOfWork(Service):
             consumer = self.consumer
             if consumer is None or not self.partitions:
                 self.wake.clear()
-                await self.wait_for_stopped(self.wake, timeout=1.0)  # type: ignore[arg-type]
+                # Faust ends a rebalance (``app.rebalancing``) without a signal:
+                # a recovered assignment waiting for that end is looked at often.
+                timeout = IDLE_WAIT if self.recovered is None else REBALANCE_POLL
+                await self.wait_for_stopped(self.wake, timeout=timeout)  # type: ignore[arg-type]
                 continue
             async with self.lock:
                 if self.should_stop or not self.partitions:
@@ -246,6 +253,7 @@ class UnitOfWork(Service):
 
     async def on_partitions_revoked(self, sender: Any, revoked: set[TP], **_: Any) -> None:
         """Stop consuming revoked partitions once the batch in hand is committed."""
+        self.recovered = None  # a recovery still to complete is for an older generation
         lost = {tp.partition for tp in revoked if tp.topic == self.changelog}
         if not lost:
             return
