@@ -131,6 +131,12 @@ def build_app(settings: Settings) -> ServiceApp:
         # The inactivity schedule has no changelog: a customer recovered from the
         # changelog is looked at again at once, which files its next check.
         # Values carry the outputs they owe: recovery resends them (streams.outbox).
-        options={"schedule_recovered": True, "outbox": CustomerOutbox(app, outputs)},
+        # The unit of work seals a batch's writes once its records are
+        # acknowledged (streams.unit_of_work): nothing else is flushed.
+        options={
+            "schedule_recovered": True,
+            "outbox": CustomerOutbox(app, outputs),
+            "explicit_seal": True,
+        },
     )
     return ServiceApp(settings, app, topics, customers)

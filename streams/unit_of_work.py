@@ -5,10 +5,8 @@ with its own aiokafka consumer and handles each fetched batch as one unit,
 in the steps of ``UnitOfWork.handle``:
 
 1. prefetch the states of every key of the batch in one pipelined round trip;
-2. hand each kind's records to that kind's Faust agent (``streams.agents``),
-   which processes them in offset order, buffering each new state and its
-   index entries (next check, held-cancellation notice) in the store and
-   collecting the changelog records and outputs to send;
+2. process the records in offset order, buffering each new state, its index
+   entries (next check, held-cancellation notice) and its outputs;
 3. send the changelog records and the outputs, and await every
    acknowledgement;
 4. seal the batch in the store with the next offset of every input
@@ -46,8 +44,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import datetime
 from typing import Any, NoReturn
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
@@ -57,10 +57,10 @@ from mode import Service
 
 from state.envelope import Output
 from state.store import RedisStore
-from streams.agents import Agents, ChangelogRecord, Work
+from state.store.keys import Index
 from streams.app import ServiceApp
-from streams.metrics import METRICS
-from streams.processing import EventType, Processor, utc_now
+from streams.metrics import METRICS, NO_LEVEL
+from streams.processing import EventType, NextCheck, Processor, Record, Result, utc_now
 
 __all__ = ["EXIT_BATCH_FAILED", "UnitOfWork"]
 
@@ -84,13 +84,10 @@ AssignmentListener = Callable[[frozenset[TP]], None]
 class UnitOfWork(Service):
     """Consumes the inputs of the partitions this worker owns, one batch at a time."""
 
-    def __init__(
-        self, service: ServiceApp, processor: Processor, agents: Agents, **kwargs: Any
-    ) -> None:
+    def __init__(self, service: ServiceApp, processor: Processor, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.service = service
         self.processor = processor
-        self.agents = agents
         settings = service.settings
         self.kinds: dict[str, EventType] = {
             settings.topic_purchases: "purchase",
@@ -191,26 +188,17 @@ class UnitOfWork(Service):
         for tp, records in batch.items():
             wanted[tp.partition].extend(r.key for r in records if r.key)
         await store.prefetch(wanted)
-        # 2. Each kind's agent processes its records in offset order, buffering
-        #    states and index entries in the store and collecting the records
-        #    the batch must send.
+        # 2. Process in offset order; buffer states, index entries and outputs.
         now = utc_now()
-        work: dict[EventType, Work] = {}
+        changelog: list[tuple[int, bytes, bytes]] = []
+        outputs: list[Output] = []
         for tp, records in batch.items():
             kind = self.kinds[tp.topic]
             METRICS.events_consumed.labels(tp.topic).inc(len(records))
-            if kind in work:
-                work[kind].records.extend(records)
-            else:
-                work[kind] = Work(kind, list(records), now)
-        for item in work.values():
-            await self.agents.handle(item)
+            for record in records:
+                self._process(kind, record, store, now, changelog, outputs)
         # 3. Send changelog records and outputs; await every acknowledgement.
-        await self._send(
-            store,
-            [record for item in work.values() for record in item.changelog],
-            [output for item in work.values() for output in item.outputs],
-        )
+        await self._send(store, changelog, outputs)
         # 4. Seal: states, index entries and source offsets may now be flushed.
         for tp, records in batch.items():
             store.advance(tp.partition, tp.topic, records[-1].offset + 1)
@@ -218,10 +206,33 @@ class UnitOfWork(Service):
         # 5. Commit exactly what was processed.
         await consumer.commit({tp: records[-1].offset + 1 for tp, records in batch.items()})
 
+    def _process(
+        self,
+        kind: EventType,
+        message: ConsumerRecord[bytes, bytes],
+        store: RedisStore,
+        now: datetime,
+        changelog: list[tuple[int, bytes, bytes]],
+        outputs: list[Output],
+    ) -> None:
+        started = time.perf_counter()
+        key, partition = message.key, message.partition
+        record = Record(message.topic, partition, message.offset, key, message.value or b"")
+        stored = store.read(partition, key) if key else None
+        result = self.processor.handle(kind, record, stored, now)
+        if key:
+            if result.state is not None:
+                store.put(partition, key, result.state)
+                changelog.append((partition, key, result.state))
+            _file(store, key, partition, "schedule", result.next_check)
+            _file(store, key, partition, "notices", result.notice_at)
+        outputs.extend(result.outputs)
+        _observe(kind, result, started)
+
     async def _send(
         self,
         store: RedisStore,
-        changelog: Iterable[ChangelogRecord],
+        changelog: Iterable[tuple[int, bytes, bytes]],
         outputs: Iterable[Output],
     ) -> None:
         """Send the batch's records in order and wait until the broker has them all."""
@@ -299,3 +310,29 @@ def _exit_unfinished(work: asyncio.Future[None]) -> NoReturn:
     log.critical("batch failed half-way: exiting uncommitted", exc_info=error)
     logging.shutdown()
     os._exit(EXIT_BATCH_FAILED)
+
+
+def _file(
+    store: RedisStore, key: bytes, partition: int, index: Index, check: NextCheck | None
+) -> None:
+    """Set the key's entry in one of the store's indexes (None: leave it)."""
+    if check is not None:
+        when = None if check.at is None else check.at.timestamp()
+        store.schedule(key, when, index, partition)
+
+
+def _observe(kind: EventType, result: Result, started: float) -> None:
+    METRICS.events_processed.labels(kind, result.outcome).inc()
+    for code in result.dead_letter_codes:
+        METRICS.dead_letters.labels(code).inc()
+    updates = sum(1 for o in result.outputs if o.kind == "update")
+    if updates:
+        METRICS.updates_emitted.inc(updates)
+    if result.total_ltv is not None:
+        METRICS.customer_total_ltv.observe(float(result.total_ltv))
+    if result.churn is not None:
+        METRICS.churn_transitions.labels(result.churn[0] or NO_LEVEL, result.churn[1]).inc()
+    now = time.time()
+    if result.occurred_at is not None:
+        METRICS.event_lag_seconds.observe(max(0.0, now - result.occurred_at.timestamp()))
+    METRICS.processing_seconds.observe(time.perf_counter() - started)

@@ -2,8 +2,8 @@
 
 ``build_worker`` is the one place that lists what an ``ltv worker`` runs:
 the Faust app with its topics and table (``streams.app``), the processor
-(``streams.wiring``), the agents and the unit of work that feeds them
-(``streams.agents``, ``streams.unit_of_work``), the timers and the web views. Importing
+(``streams.wiring``), the unit of work that consumes the inputs
+(``streams.unit_of_work``), the timers and the web views. Importing
 this module builds nothing; ``ltv worker`` calls ``build_worker`` once the
 settings are known good and the topics exist.
 """
@@ -15,7 +15,6 @@ import logging
 import faust
 
 from streams import fit, inactivity, lag, model_api, views
-from streams.agents import Agents
 from streams.app import build_app
 from streams.metrics import METRICS
 from streams.settings import Settings
@@ -39,11 +38,8 @@ def build_worker(settings: Settings) -> faust.App:
     service = build_app(settings)
     processor = build_processor(settings)
     app = service.app
-    # Agents: one per input kind (purchases, cancellations, inactivity records),
-    # fed batch by batch by the unit of work, which fetches and commits.
-    agents = Agents(service, processor)
-    agents.install()
-    inputs = UnitOfWork(service, processor, agents)
+    # The inputs (purchases, cancellations, inactivity records), batch by batch.
+    inputs = UnitOfWork(service, processor)
     app.service(inputs)  # type: ignore[arg-type]  # Faust starts instances as well
     # Timers: due customers, consumer lag, model reload and the periodic fit.
     inactivity.install(

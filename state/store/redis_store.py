@@ -52,8 +52,9 @@ Sealing mode. A store whose user never calls ``seal`` seals at each flush,
 after ``app.producer.flush()``: Faust's producer buffer may still hold a
 record then (its flush can return before the last queued record reaches the
 client), so Redis may briefly run ahead of the changelog, which a Redis
-loss in that moment would expose. Once ``seal`` is called, only explicitly
-sealed writes are flushed, and the caller has awaited their records.
+loss in that moment would expose. With the ``explicit_seal`` option (or
+once ``seal`` is called), only explicitly sealed writes are flushed, and
+the caller has awaited their records.
 
 Source progress. ``advance(partition, source, offset)`` buffers the next
 offset of an input that the partition's writes cover; it is sealed and
@@ -174,7 +175,7 @@ class RedisStore(SerializedStore):  # type: ignore[type-arg]
         #: Stored changelog offsets of standby partitions (Faust asks for them).
         self._standby_offsets: dict[TP, int | None] = {}
         self._cache: CleanCache[tuple[int, bytes]] = CleanCache(self.config.cache_size)
-        self._explicit_seal = False
+        self._explicit_seal = bool(options.get("explicit_seal", False))
         self._flush_lock = asyncio.Lock()
         self._flush_wanted = asyncio.Event()
         self._writable = asyncio.Event()

@@ -100,6 +100,22 @@ async def test_zombie_flush_is_refused_and_partition_forgotten(app_id: str) -> N
     assert log == [], "sealed writes were acknowledged by the caller: no producer flush"
 
 
+async def test_an_explicitly_sealing_store_flushes_nothing_before_its_first_seal(
+    app_id: str,
+) -> None:
+    # A batch's writes whose records are still on their way must not reach
+    # Redis through a flush that runs before the app's first seal.
+    log: list[str] = []
+    store = make_store(app_id, log, explicit_seal=True)
+    await store.on_rebalance({TP0}, set(), {TP0})
+    write(store, 0, b"k", b"open", 1)
+    await store.flush()
+    assert store._sync.hget(store.layout.data_key(0), b"k") is None and log == []
+    store.seal()
+    await store.flush()
+    assert store._sync.hget(store.layout.data_key(0), b"k") == b"open"
+
+
 async def test_a_store_never_sealed_flushes_the_producer_before_each_write(app_id: str) -> None:
     log: list[str] = []
     store = make_store(app_id, log)

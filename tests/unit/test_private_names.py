@@ -33,7 +33,17 @@ PACKAGES = ("ltv", "state", "streams")
 FOLDERS = ("ltv", "state", "streams", "bench", "tests", "scripts")
 #: Faust's documented extension point: what a ``SerializedStore`` implements.
 STORE_METHODS = frozenset(
-    {"_get", "_set", "_del", "_iterkeys", "_itervalues", "_iteritems", "_size", "_contains", "_clear"}
+    {
+        "_get",
+        "_set",
+        "_del",
+        "_iterkeys",
+        "_itervalues",
+        "_iteritems",
+        "_size",
+        "_contains",
+        "_clear",
+    }
 )
 
 
@@ -101,9 +111,12 @@ def _uses(tree: ast.AST) -> Iterator[tuple[int, str]]:
         elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
             if node.func.id in ("getattr", "setattr", "hasattr", "delattr") and len(node.args) > 1:
                 name = node.args[1]
-                if isinstance(name, ast.Constant) and isinstance(name.value, str):
-                    if _private(name.value):
-                        yield node.lineno, name.value
+                if (
+                    isinstance(name, ast.Constant)
+                    and isinstance(name.value, str)
+                    and _private(name.value)
+                ):
+                    yield node.lineno, name.value
         elif isinstance(node, ast.ImportFrom) and node.module:
             parts = node.module.split(".")
             if parts[0] in LIBRARIES:
