@@ -7,8 +7,8 @@ in the steps of ``UnitOfWork.handle``:
 1. prefetch the states of every key of the batch in one pipelined round trip;
 2. process the records in offset order, buffering each new state, its index
    entries (next check, held-cancellation notice) and its outputs;
-3. send the changelog records and the outputs, and await every
-   acknowledgement;
+3. send the changelog records and the outputs as per-partition record
+   batches (``streams.record_batches``), and await every acknowledgement;
 4. seal the batch in the store with the next offset of every input
    partition it covers: a later flush writes states, index entries and
    those source offsets of a partition in one fenced script;
@@ -50,7 +50,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, NoReturn
 
-from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth, server_list
 from faust.types import TP
 from mode import Service
@@ -61,6 +61,7 @@ from state.store.keys import Index
 from streams.app import ServiceApp
 from streams.metrics import METRICS, NO_LEVEL
 from streams.processing import EventType, NextCheck, Processor, Record, Result, utc_now
+from streams.record_batches import OutgoingRecord, RecordBatches
 
 __all__ = ["EXIT_BATCH_FAILED", "UnitOfWork"]
 
@@ -69,6 +70,8 @@ log = logging.getLogger(__name__)
 EXIT_BATCH_FAILED = 70
 #: Most records fetched and handled as one unit.
 BATCH_SIZE = 2000
+#: Largest record batch sent per output partition (bytes; broker limit 1 MB).
+BATCH_BYTES = 512 * 1024
 #: Longest wait for records before looking at the assignment again (ms).
 FETCH_WAIT_MS = 100
 #: Seconds between looks at the assignment with no partitions (woken early
@@ -108,6 +111,8 @@ class UnitOfWork(Service):
         self.lock = asyncio.Lock()
         self.wake = asyncio.Event()
         self.consumer: AIOKafkaConsumer | None = None
+        #: The changelog records and outputs of a batch go out through this.
+        self.batches: RecordBatches | None = None
         app = service.app
         app.on_partitions_revoked.connect(self.on_partitions_revoked)  # type: ignore[arg-type]
         app.on_rebalance_complete.connect(self.on_rebalance_complete)  # type: ignore[arg-type]
@@ -130,14 +135,28 @@ class UnitOfWork(Service):
             **credentials_to_aiokafka_auth(conf.broker_credentials, conf.ssl_context),
         )
         await self.consumer.start()
+        producer = AIOKafkaProducer(
+            bootstrap_servers=server_list(conf.broker, 9092),
+            client_id=f"{conf.id}-outputs",
+            acks="all",
+            enable_idempotence=True,
+            max_batch_size=min(BATCH_BYTES, conf.producer_max_request_size),
+            max_request_size=conf.producer_max_request_size,
+            **credentials_to_aiokafka_auth(conf.broker_credentials, conf.ssl_context),
+        )
+        await producer.start()
+        self.batches = RecordBatches(producer)
 
     async def on_stop(self) -> None:
         """Finish the batch in hand (its commit included), then close the consumer."""
         async with self.lock:
             consumer, self.consumer = self.consumer, None
+            batches, self.batches = self.batches, None
             self.partitions = frozenset()
             if consumer is not None:
                 await consumer.stop()
+            if batches is not None:
+                await batches.producer.stop()
 
     @Service.task
     async def _run(self) -> None:
@@ -235,19 +254,15 @@ class UnitOfWork(Service):
         changelog: Iterable[tuple[int, bytes, bytes]],
         outputs: Iterable[Output],
     ) -> None:
-        """Send the batch's records in order and wait until the broker has them all."""
-        producer = self.service.app.producer
-        written: list[tuple[int, asyncio.Future[Any]]] = []
-        for partition, key, value in changelog:
-            sent = await producer.send(self.changelog, key, value, partition, None, None)
-            written.append((partition, sent))  # type: ignore[arg-type]
-        published = [
-            await producer.send(self.output_topics[o.kind], o.key, o.value, None, None, None)
-            for o in outputs
-        ]
-        await asyncio.gather(*(sent for _, sent in written), *published)
-        for partition, sent in written:
-            store.set_persisted_offset(TP(self.changelog, partition), sent.result().offset)
+        """Send the batch's records and wait until the broker has them all."""
+        assert self.batches is not None
+        records = [OutgoingRecord(self.changelog, p, key, value) for p, key, value in changelog]
+        topics = self.output_topics
+        records += [OutgoingRecord(topics[o.kind], None, o.key, o.value) for o in outputs]
+        written = await self.batches.send(records)
+        for tp, offset in written.items():
+            if tp.topic == self.changelog:
+                store.set_persisted_offset(TP(tp.topic, tp.partition), offset)
 
     # -- following Faust's assignment ---------------------------------------------
 
