@@ -7,8 +7,8 @@ in the steps of ``UnitOfWork.handle``:
 1. prefetch the states of every key of the batch in one pipelined round trip;
 2. process the records in offset order, buffering each new state, its index
    entries (next check, held-cancellation notice) and its outputs;
-3. send the changelog records and the outputs as per-partition record
-   batches (``streams.record_batches``), and await every acknowledgement;
+3. send the changelog records, then the outputs, as per-partition record
+   batches (``streams.record_batches``), awaiting every acknowledgement;
 4. seal the batch in the store with the next offset of every input
    partition it covers: a later flush writes states, index entries and
    those source offsets of a partition in one fenced script;
@@ -22,7 +22,8 @@ Why this order keeps every guarantee:
 * A changelog record carries the outputs its write owes
   (``state.envelope``): a worker killed between steps 3 and 5 leaves
   records the restarted owner restores from the changelog, resending
-  what they owe, and the replayed inputs find their events applied.
+  what they owe before it consumes any input, and the replayed inputs find
+  their events applied.
 * Consumption of a partition resumes at the source offsets stored with its
   state (``RedisStore.resume_offsets``), else at the committed offset, else
   at the earliest: nothing is skipped, and what is replayed is recognised by
@@ -216,7 +217,7 @@ class UnitOfWork(Service):
             METRICS.events_consumed.labels(tp.topic).inc(len(records))
             for record in records:
                 self._process(kind, record, store, now, changelog, outputs)
-        # 3. Send changelog records and outputs; await every acknowledgement.
+        # 3. Send changelog records, then outputs; await every acknowledgement.
         await self._send(store, changelog, outputs)
         # 4. Seal: states, index entries and source offsets may now be flushed.
         for tp, records in batch.items():
@@ -254,15 +255,24 @@ class UnitOfWork(Service):
         changelog: Iterable[tuple[int, bytes, bytes]],
         outputs: Iterable[Output],
     ) -> None:
-        """Send the batch's records and wait until the broker has them all."""
+        """Send the batch's changelog records, then its outputs; await every ack.
+
+        Outputs wait for the changelog: a published update is then always
+        backed by a durable value, so a redelivered event never renders the
+        same version anew (with another ``as_of``). Outputs the changelog
+        records owe but that a crash kept from leaving are resent by
+        recovery from those records.
+        """
         assert self.batches is not None
-        records = [OutgoingRecord(self.changelog, p, key, value) for p, key, value in changelog]
-        topics = self.output_topics
-        records += [OutgoingRecord(topics[o.kind], None, o.key, o.value) for o in outputs]
-        written = await self.batches.send(records)
+        written = await self.batches.send(
+            OutgoingRecord(self.changelog, p, key, value) for p, key, value in changelog
+        )
         for tp, offset in written.items():
-            if tp.topic == self.changelog:
-                store.set_persisted_offset(TP(tp.topic, tp.partition), offset)
+            store.set_persisted_offset(TP(tp.topic, tp.partition), offset)
+        topics = self.output_topics
+        await self.batches.send(
+            OutgoingRecord(topics[o.kind], None, o.key, o.value) for o in outputs
+        )
 
     # -- following Faust's assignment ---------------------------------------------
 
@@ -293,6 +303,11 @@ class UnitOfWork(Service):
         async with self.lock:
             if self.recovered is recovered:
                 self.recovered = None
+                # Recovery queued the owed outputs of the changelog records
+                # Redis did not cover: they leave, acknowledged, before any
+                # output of new input (a customer's updates stay in version
+                # order), and Redis then covers what was recovered.
+                await self.service.customer_store().flush(recovered)
                 await self._assign(recovered)
 
     async def _assign(self, partitions: Iterable[int]) -> None:
