@@ -80,7 +80,7 @@ class Topics:
 
 @dataclass(frozen=True)
 class ServiceApp:
-    """The app with what the agents, timers and views of a worker work on."""
+    """The app with what the unit of work, timers and views of a worker work on."""
 
     settings: Settings
     app: faust.App

@@ -85,7 +85,7 @@ ignored.
 
 Failures. Redis errors are retried with exponential backoff and counted in
 ``ltv_store_errors_total{operation}``. While Redis is down the buffer grows
-up to ``max_dirty`` keys, then ``prefetch`` blocks, so the agent stops
+up to ``max_dirty`` keys, then ``prefetch`` blocks, so the app stops
 consuming instead of dropping data; ``healthy``/``ready`` report it.
 """
 
@@ -408,7 +408,7 @@ class RedisStore(SerializedStore):  # type: ignore[type-arg]
     def read(self, partition: int, key: bytes) -> bytes | None:
         """``key``'s value in ``partition``, as a table read there gives it.
 
-        For readers that know the partition (the agents' batches, the
+        For readers that know the partition (the unit of work's batches, the
         /customers view): a table ``get`` depends on Faust's current-event
         context to pick it. Buffered and prefetched values first, else a
         blocking read of Redis (also of a partition not owned right now).
