@@ -40,6 +40,7 @@ from streams.settings import Settings
 ROOT = Path(__file__).resolve().parents[1]
 LOG_DIR = Path("/tmp/ltv-bench")
 _PROCESSED = re.compile(rb"^ltv_events_processed_total\{[^}]*\} ([0-9.e+]+)$", re.M)
+_ASSIGNED = re.compile(rb"^ltv_assigned_partitions ([0-9.e+]+)$", re.M)
 
 #: The issue's mix: ~85 % purchases, ~10 % cancellations, ~5 % re-sent duplicates.
 REFUND_RATE = 0.1
@@ -181,6 +182,11 @@ class Worker:
         body = self.metrics()
         return 0.0 if body is None else sum(float(v) for v in _PROCESSED.findall(body))
 
+    def assigned(self) -> float:
+        """Input partitions the worker consumes now, 0 before it answers."""
+        body = self.metrics()
+        return 0.0 if body is None else sum(float(v) for v in _ASSIGNED.findall(body))
+
     def ready(self) -> bool:
         try:
             url = f"http://127.0.0.1:{self.port}/readyz"
@@ -304,23 +310,27 @@ class Drain:
 def drain_rate(workers: list[Worker], total: int, timeout: float) -> Drain:
     """Time ``workers`` draining ``total`` preloaded events.
 
-    Timed from the first processed event (start-up and partition assignment
-    excluded) to the last, sampling /metrics every 0.25 s (a scrape costs
-    the worker CPU: sampling faster slows what is measured).
+    Timed from the first sample that finds input partitions assigned
+    (start-up and table recovery excluded) to the last event. Until then
+    /metrics is sampled every 0.02 s (the workers are idle), afterwards every
+    0.25 s (a scrape costs the worker CPU: sampling faster slows what is
+    measured).
     """
     first: tuple[float, float, float] | None = None
     deadline = time.monotonic() + timeout
     done = 0.0
     while time.monotonic() < deadline:
+        if first is None and sum(w.assigned() for w in workers) > 0:
+            done = sum(w.processed() for w in workers)
+            first = (time.monotonic(), done, sum(w.cpu_seconds() for w in workers))
         done = sum(w.processed() for w in workers)
-        now = time.monotonic()
-        if done > 0 and first is None:
-            first = (now, done, sum(w.cpu_seconds() for w in workers))
         if done >= total:
             break
-        time.sleep(0.25)
+        time.sleep(0.02 if first is None else 0.25)
     if first is None or done < total:
         raise SystemExit(f"bench: workers processed {done:.0f} of {total} within {timeout:.0f}s")
+    if first[1] >= total:
+        raise SystemExit(f"bench: {total} events drained before the first sample; use more")
     elapsed = max(time.monotonic() - first[0], 1e-9)
     cpu = sum(w.cpu_seconds() for w in workers) - first[2]
     return Drain((total - first[1]) / elapsed, elapsed, cpu / elapsed)

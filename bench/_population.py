@@ -11,7 +11,7 @@ would have left behind, consistently, straight into the servers:
 * one changelog record per customer in ``<app id>-customers-changelog``,
   same partition;
 * per partition the Redis data hash, a schedule entry per customer (as the
-  agent files one with every write), and the metadata ``offset`` = the last
+  unit of work files one with every write), and the metadata ``offset`` = the last
   changelog offset, so the store reports "Redis has everything" and Faust
   replays nothing.
 

@@ -3,7 +3,7 @@
     .venv/bin/python bench/decode.py [--n 50000]
 
 Also times the cancellation decoder and the state transition, the other per-event
-pure work an agent does.  Best of 5 runs, to report the machine rather than noise.
+pure work the worker does per event.  Best of 5 runs, to report the machine rather than noise.
 """
 
 from __future__ import annotations

@@ -103,7 +103,9 @@ def main() -> None:
     _, timings, outcomes, cpu = run(processor, records, now)
     if profiler is not None:
         profiler.disable()
-        pstats.Stats(profiler).sort_stats("cumulative").print_stats(40)
+        stats = pstats.Stats(profiler)
+        stats.sort_stats("cumulative").print_stats(40)
+        stats.sort_stats("tottime").print_stats(30)
     timings.sort()
     mean = sum(timings) / len(timings) * 1e6
     print(

@@ -1,6 +1,6 @@
 """One customer's full valuation (DESIGN §6): the figures of an ltv.updates record.
 
-Pure and synchronous: the agent hands in a ``CustomerFigures`` snapshot taken
+Pure and synchronous: the processor hands in a ``CustomerFigures`` snapshot taken
 from the customer's state, the ``ModelSnapshot`` in force (None before the
 first fit) and a clock; everything else is arithmetic. Keeping the state
 types out of this module is what lets ltv/ stay free of storage concerns.

@@ -1,7 +1,7 @@
 """Per-customer state and its pure transitions.
 
 A transition never mutates its input: it returns a ``Transition`` with a fresh state,
-so an agent that fails half-way keeps the old state and replays the event safely.
+so a worker that fails half-way keeps the old state and replays the event safely.
 
 Order independence
     For a given set of events, the final state does not depend on arrival order,
@@ -36,7 +36,7 @@ Version counter
     created an order, and each cancellation matched to its order (when it arrives,
     or later when its purchase arrives).  Held, duplicate and refused events do
     not count.  The set of incorporated events is permutation-invariant, so the
-    version is too.  The agent emits one ``ltv.updates`` message per entry of
+    version is too.  The worker emits one ``ltv.updates`` message per entry of
     ``Transition.applied``, so the published version rises by exactly 1 per update.
     Time-driven risk changes (``set_risk(..., time_driven=True)``) also add 1; they
     depend on the clock, not on the event set.
@@ -270,7 +270,7 @@ class Applied:
 
 @dataclass(frozen=True, slots=True)
 class Transition:
-    """Result of one call.  How the agent handles ``outcome``:
+    """Result of one call.  How the worker handles ``outcome``:
 
     applied    store ``state``; emit one update per ``applied`` entry.
     held       store ``state`` (the cancellation is remembered); no update.

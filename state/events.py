@@ -67,7 +67,7 @@ class ErrorCode(StrEnum):
 
 
 class EventError(Exception):
-    """Why one input message was rejected; the agent dead-letters it with ``code``."""
+    """Why one input message was rejected; the worker dead-letters it with ``code``."""
 
     def __init__(self, code: ErrorCode, message: str) -> None:
         super().__init__(f"{code.value}: {message}")

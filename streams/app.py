@@ -1,7 +1,7 @@
 """The Faust application object, its topics and its table, built from the settings.
 
 ``build_app`` makes them and nothing more; ``streams.worker`` (the
-composition root) attaches the agents, timers and views. Nothing here runs
+composition root) attaches the unit of work, timers and views. Nothing here runs
 at import.
 """
 
@@ -14,7 +14,6 @@ from faust.types import TableT
 
 import state.store
 from state.envelope import OutputKind
-from streams import acks
 from streams.outbox import CustomerOutbox
 from streams.settings import Settings
 
@@ -38,10 +37,7 @@ def _make_app(conf: Settings) -> faust.App:
         autodiscover=False,
         # Batch produced records instead of one request per event.
         producer_linger=0.005,
-        # A deeper agent queue and larger polls keep the batches of
-        # streams.agents full under backlog instead of pausing the partitions
-        # (ltv bench throughput, 20k events: ~2000 -> ~2250 events/s).
-        stream_buffer_maxsize=32768,
+        # Faust's consumer reads only the changelog (table recovery): large polls.
         broker_max_poll_records=2000,
         producer_max_request_size=max(conf.max_message_bytes * 4, 1_048_576),
         # Our state is already at-least-once safe (idempotent by event_id).
@@ -84,7 +80,7 @@ class Topics:
 
 @dataclass(frozen=True)
 class ServiceApp:
-    """The app with what the agents, timers and views of a worker work on."""
+    """The app with what the unit of work, timers and views of a worker work on."""
 
     settings: Settings
     app: faust.App
@@ -92,8 +88,6 @@ class ServiceApp:
     #: Per-customer state, keyed by customer_id bytes; values are
     #: ``state.envelope`` bytes (encoded state, owed outputs), opaque to Faust.
     customers: TableT  # type: ignore[type-arg]
-    #: Records the agents handled; only their acks advance the committed offsets.
-    handled: acks.HandledRecords
 
     def customer_store(self) -> state.store.RedisStore:
         """The Redis store behind ``customers`` (prefetch, seal, health)."""
@@ -106,8 +100,6 @@ def build_app(settings: Settings) -> ServiceApp:
     """The Faust app, its topics and the ``customers`` table of ``settings``."""
     state.store.register()
     app = _make_app(settings)
-    # Acks of records no agent handled must not move the committed offset (streams.acks).
-    app.transport = acks.Transport(app.conf.broker_consumer, app)
 
     def topic(name: str) -> faust.TopicT:
         return app.topic(
@@ -128,6 +120,7 @@ def build_app(settings: Settings) -> ServiceApp:
         dead_letter=topic(settings.topic_dead_letter),
         inactivity=topic(settings.topic_inactivity),
     )
+    outputs = {kind: topic.get_topic_name() for kind, topic in topics.outputs().items()}
     customers = app.Table(
         "customers",
         default=None,
@@ -138,10 +131,12 @@ def build_app(settings: Settings) -> ServiceApp:
         # The inactivity schedule has no changelog: a customer recovered from the
         # changelog is looked at again at once, which files its next check.
         # Values carry the outputs they owe: recovery resends them (streams.outbox).
-        options={"schedule_recovered": True, "outbox": CustomerOutbox(topics.outputs())},
+        # The unit of work seals a batch's writes once its records are
+        # acknowledged (streams.unit_of_work): nothing else is flushed.
+        options={
+            "schedule_recovered": True,
+            "outbox": CustomerOutbox(app, outputs),
+            "explicit_seal": True,
+        },
     )
-    handled = acks.handled_records(app)
-    handled.guard(
-        t.get_topic_name() for t in (topics.purchases, topics.cancellations, topics.inactivity)
-    )
-    return ServiceApp(settings, app, topics, customers, handled)
+    return ServiceApp(settings, app, topics, customers)

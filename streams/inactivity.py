@@ -13,14 +13,13 @@ O(log n + due)), so its cost grows with the customers that actually change,
 not with all customers. ``ltv_inactivity_checks_total`` counts the customers
 handed out.
 
-Why an internal topic. A Faust table write needs a current event (it names
-the partition), and the state must only change on the partition's owner in
-stream order. So the timer does not revalue anyone itself: it publishes one
-small record per due customer (key = customer id, value = ``{"due": t}``) to
-``<app_id>-inactivity``, on the customer's table partition, and the
-``inactivity`` agent in ``streams.agents`` handles it like any event
-(prefetch, ``Processor.handle("inactivity", ...)``, table write with the new
-schedule entry, sends, seal).
+Why an internal topic. The state must only change on the partition's owner,
+in the order of its inputs, inside a unit of work. So the timer does not
+revalue anyone itself: it publishes one small record per due customer (key
+= customer id, value = ``{"due": t}``) to ``<app_id>-inactivity``, on the
+customer's table partition, and the unit of work (``streams.unit_of_work``)
+handles it like any event (prefetch, ``Processor.handle("inactivity", ...)``,
+table write with the new schedule entry, sends, seal, commit).
 
 Delivery is at-least-once. The same script that reads the due entries moves
 them ``RETRY_SECONDS`` ahead (of the clock, or of the purchases progress for

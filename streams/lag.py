@@ -3,8 +3,9 @@
 Faust's own Prometheus sensor is deliberately not used: it mis-measures
 rebalances and HTTP latency, and those numbers would reach the dashboard.
 Instead a timer samples, per assigned input partition, the broker's end
-offset and the consumer group's committed offset; the rebalance signal keeps
-``ltv_assigned_partitions`` and ``ltv_rebalances_total`` current.
+offset and the inputs' consumer group's committed offset; every new
+assignment of the unit of work keeps ``ltv_assigned_partitions`` and
+``ltv_rebalances_total`` current.
 
 The arithmetic and the label bookkeeping are plain functions
 (:func:`consumer_lags`, :func:`publish_lags`) so they are unit-tested without
@@ -25,6 +26,7 @@ from faust.types import TP
 from prometheus_client import Gauge
 
 from streams.metrics import Metrics
+from streams.unit_of_work import UnitOfWork
 
 __all__ = ["LagMonitor", "consumer_lags", "install", "publish_lags", "retain_partitions"]
 
@@ -82,59 +84,52 @@ def retain_partitions(gauge: Gauge, published: Set[TP], keep: Set[TP]) -> set[TP
 
 
 class LagMonitor:
-    """Samples lag of the input topics of one app and follows its rebalances."""
+    """Samples lag of the input partitions the unit of work consumes."""
 
-    def __init__(self, app: faust.App, metrics: Metrics, topics: Iterable[str]) -> None:
+    def __init__(
+        self, app: faust.App, metrics: Metrics, inputs: UnitOfWork, topics: Iterable[str]
+    ) -> None:
         self.app = app
         self.metrics = metrics
+        self.inputs = inputs
         self.topics = frozenset(topics)
         self.published: set[TP] = set()
         self._admin: AIOKafkaAdminClient | None = None
 
-    def inputs(self, assigned: Iterable[TP]) -> set[TP]:
-        """The assigned partitions that belong to input topics (not changelogs)."""
-        return {TP(tp.topic, tp.partition) for tp in assigned if tp.topic in self.topics}
+    def watched(self, assigned: Iterable[TP]) -> set[TP]:
+        """The assigned partitions of the watched topics."""
+        return {tp for tp in assigned if tp.topic in self.topics}
 
     def on_assignment(self, assigned: Set[TP]) -> None:
-        """Count the rebalance, export the new assignment size, drop revoked partitions.
-
-        Faust sends ``on_partitions_assigned`` once per completed group
-        rebalance (the first assignment included), after its tables have
-        been told about it.
-        """
-        inputs = self.inputs(assigned)
+        """Count the rebalance, export the new assignment size, drop revoked partitions."""
+        watched = self.watched(assigned)
         self.metrics.rebalances.inc()
-        self.metrics.assigned_partitions.set(len(inputs))
-        self.published = retain_partitions(self.metrics.consumer_lag, self.published, inputs)
+        self.metrics.assigned_partitions.set(len(watched))
+        self.published = retain_partitions(self.metrics.consumer_lag, self.published, watched)
 
     async def sample(self) -> None:
         """Read end, committed and (where needed) earliest offsets; export the lag."""
-        consumer = self.app.consumer
-        assigned = self.inputs(consumer.assignment())
-        if not assigned:
+        assigned = sorted(self.watched(self.inputs.assignment()))
+        consumer = self.inputs.consumer
+        if not assigned or consumer is None:
             self.published = publish_lags(self.metrics.consumer_lag, {}, self.published)
             return
-        end = await consumer.highwaters(*assigned)
-        committed = await self._committed(assigned)
-        uncommitted = [tp for tp in assigned if committed.get(tp) is None]
-        earliest = await consumer.earliest_offsets(*uncommitted) if uncommitted else {}
-        lags = consumer_lags(
-            {TP(tp.topic, tp.partition): off for tp, off in end.items()},
-            committed,
-            {TP(tp.topic, tp.partition): off for tp, off in earliest.items()},
-        )
+        partitions = [TopicPartition(tp.topic, tp.partition) for tp in assigned]
+        end = _by_tp(await consumer.end_offsets(partitions))
+        committed = await self._committed(partitions)
+        uncommitted = [TopicPartition(*tp) for tp in assigned if committed.get(tp) is None]
+        earliest = _by_tp(await consumer.beginning_offsets(uncommitted)) if uncommitted else {}
+        lags = consumer_lags(end, committed, earliest)
         self.published = publish_lags(self.metrics.consumer_lag, lags, self.published)
 
-    async def _committed(self, partitions: Iterable[TP]) -> dict[TP, int | None]:
-        """The group's committed offsets as the broker's coordinator has them.
+    async def _committed(self, partitions: list[TopicPartition]) -> dict[TP, int | None]:
+        """The inputs group's committed offsets as the broker's coordinator has them.
 
-        Asked of the broker rather than of Faust's in-memory bookkeeping so
-        the number is the one ``kafka-consumer-groups.sh`` would show.
+        The number ``kafka-consumer-groups.sh`` would show.
         """
         admin = await self._admin_client()
         offsets = await admin.list_consumer_group_offsets(
-            self.app.conf.id,
-            partitions=[TopicPartition(tp.topic, tp.partition) for tp in partitions],
+            self.inputs.group_id, partitions=partitions
         )
         return {
             TP(tp.topic, tp.partition): (meta.offset if meta.offset >= 0 else None)
@@ -173,23 +168,20 @@ class LagMonitor:
             await self.close()
 
 
+def _by_tp(offsets: Mapping[TopicPartition, int]) -> dict[TP, int]:
+    return {TP(tp.topic, tp.partition): offset for tp, offset in offsets.items()}
+
+
 def install(
     app: faust.App,
     metrics: Metrics,
+    inputs: UnitOfWork,
     topics: Iterable[str],
     interval: float = SAMPLE_INTERVAL,
 ) -> LagMonitor:
-    """Attach lag sampling and rebalance tracking for ``topics`` (input topic names) to ``app``.
-
-    Call once at import of the worker module, before the worker starts.
-    """
-    monitor = LagMonitor(app, metrics, topics)
-
-    async def on_partitions_assigned(sender: Any, assigned: Set[TP], **_: Any) -> None:
-        monitor.on_assignment(assigned)
-
-    # mode's handler type names a keyword-only ``signal`` that **_ accepts.
-    app.on_partitions_assigned.connect(on_partitions_assigned)  # type: ignore[arg-type]
+    """Attach lag sampling of ``topics`` and tracking of ``inputs``' assignment to ``app``."""
+    monitor = LagMonitor(app, metrics, inputs, topics)
+    inputs.assignment_listeners.append(monitor.on_assignment)
     app.on_before_shutdown.connect(monitor.close)
     app.timer(interval, name="ltv.consumer_lag")(monitor.tick)
     return monitor

@@ -158,3 +158,17 @@ class Metrics:
 NO_LEVEL = "none"
 
 METRICS = Metrics()
+
+
+def sample_value(metric: Counter | Gauge) -> float:
+    """The current value of one counter or gauge (a labelled child included).
+
+    Read through ``collect()``, the client's public API, leaving out the
+    ``_created`` sample counters carry.
+    """
+    return next(
+        sample.value
+        for family in metric.collect()
+        for sample in family.samples
+        if not sample.name.endswith("_created")
+    )

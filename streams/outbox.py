@@ -7,25 +7,42 @@ its outbox, and recovery resends the owed records to their output topics.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import asyncio
+from collections import deque
+from collections.abc import Awaitable, Mapping
 
-import faust
+from aiokafka.structs import RecordMetadata
+from faust.types import AppT
 
 from state import envelope
-from state.envelope import OutputKind
+from state.envelope import Output, OutputKind
 
 
 class CustomerOutbox:
-    """``Outbox`` of ``customers`` values, sending through the app's raw topics."""
+    """``Outbox`` of ``customers`` values, sending through the app's producer.
 
-    def __init__(self, topics: Mapping[OutputKind, faust.TopicT]) -> None:
+    Resent records queue here in the order recovery met them and leave in
+    that order, so a customer's resent updates keep their version order.
+    """
+
+    def __init__(self, app: AppT, topics: Mapping[OutputKind, str]) -> None:
+        self.app = app
         self.topics = topics
+        self.queued: deque[Output] = deque()
 
     def strip(self, value: bytes) -> bytes:
         return envelope.without_outbox(value)
 
     def resend(self, value: bytes) -> int:
         owed = envelope.decode(value).outbox
-        for output in owed:
-            self.topics[output.kind].send_soon(key=output.key, value=output.value)
+        self.queued.extend(owed)
         return len(owed)
+
+    async def acknowledged(self) -> None:
+        sent: list[Awaitable[RecordMetadata]] = []
+        producer = self.app.producer
+        while self.queued:
+            output = self.queued.popleft()
+            topic = self.topics[output.kind]
+            sent.append(await producer.send(topic, output.key, output.value, None, None, None))
+        await asyncio.gather(*sent)

@@ -1,14 +1,15 @@
 """What happens to one input record, as a pure function (no Kafka, no Redis).
 
 ``Processor.handle`` takes the raw record and the customer's stored state and
-returns the new state plus every output record to publish. The Faust agent
-only moves bytes between Kafka, the table and this function, so the whole
-event path is unit-testable and the agent stays a thin edge.
+returns the new state plus every output record to publish. The unit of work
+(``streams.unit_of_work``) only moves bytes between Kafka, the table and this
+function, so the whole event path is unit-testable and the runtime stays a
+thin edge.
 
 Time-driven work. Every result that writes a state also says when the
 customer next needs a look without any event (``Result.next_check``: the next
-churn-risk change from ``ltv.schedule``, on the clock); the agent files it in
-the store's schedule in the same atomic write as the state. When that time
+churn-risk change from ``ltv.schedule``, on the clock); the unit of work
+files it in the store's schedule in the same atomic write as the state. When that time
 comes the inactivity timer (``streams.inactivity``) sends an internal record,
 and ``handle("inactivity", ...)`` revalues the customer as of the clock: a new
 level is published as ``ltv.updates`` (cause inactivity, one version more)

@@ -3,10 +3,10 @@
 A held cancellation is reported once the purchases partition that carries
 its customer's purchases has moved past it (``state.customer.notify_unmatched``).
 "Moved past" must mean that every purchase before that point was processed:
-around a rebalance a record can reach the worker after later ones (the
-consumer re-fetches a hole it left, see ``streams.acks``), and a progress
-taken from the later records would report a cancellation whose purchase is
-only late in delivery.
+records of a partition can reach the worker out of offset order or with a
+hole (a consumer that re-reads from an earlier offset after a rebalance,
+transaction markers), and a progress taken from later records would report
+a cancellation whose purchase is only late in delivery.
 
 So a ``PartitionProgress`` advances over an unbroken run of offsets, starting
 where consumption of the partition started (``start``: the committed offset

@@ -15,6 +15,7 @@ from streams.auth import authorized
 from streams.connections import redis_client
 from streams.metrics import METRICS
 from streams.processing import Processor, utc_now
+from streams.unit_of_work import UnitOfWork
 
 # Input records are keyed by customer id with the producer's default
 # partitioner, so this is the partition that holds the customer's state.
@@ -33,9 +34,8 @@ def _recovery_done(app: faust.App) -> bool:
     return bool(recovery.completed.is_set()) and not app.rebalancing
 
 
-def _kafka_state(app: faust.App) -> dict[str, Any]:
-    consumer = app.consumer
-    assigned = consumer.assignment() if consumer is not None else set()
+def _kafka_state(app: faust.App, inputs: UnitOfWork) -> dict[str, Any]:
+    assigned = inputs.assignment()
     return {
         "kafka": bool(assigned) or app.producer.started,
         "partitions_assigned": len(assigned),
@@ -43,7 +43,7 @@ def _kafka_state(app: faust.App) -> dict[str, Any]:
     }
 
 
-def install(service: ServiceApp, processor: Processor) -> None:
+def install(service: ServiceApp, processor: Processor, inputs: UnitOfWork) -> None:
     """Attach the health, readiness, metrics and customer views to the app."""
     app, settings, customers = service.app, service.settings, service.customers
     redis = redis_client(settings.redis_url)
@@ -66,7 +66,7 @@ def install(service: ServiceApp, processor: Processor) -> None:
                 "redis": await _redis_reachable(redis),
                 "store": store.ready,
                 "store_dirty_keys": store.dirty_keys,
-                **_kafka_state(app),
+                **_kafka_state(app, inputs),
             }
             ready = (
                 checks["redis"]

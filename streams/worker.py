@@ -2,7 +2,8 @@
 
 ``build_worker`` is the one place that lists what an ``ltv worker`` runs:
 the Faust app with its topics and table (``streams.app``), the processor
-(``streams.wiring``), the agents, the timers and the web views. Importing
+(``streams.wiring``), the unit of work that consumes the inputs
+(``streams.unit_of_work``), the timers and the web views. Importing
 this module builds nothing; ``ltv worker`` calls ``build_worker`` once the
 settings are known good and the topics exist.
 """
@@ -14,10 +15,10 @@ import logging
 import faust
 
 from streams import fit, inactivity, lag, model_api, views
-from streams.agents import Agents
 from streams.app import build_app
 from streams.metrics import METRICS
 from streams.settings import Settings
+from streams.unit_of_work import UnitOfWork
 from streams.wiring import build_processor
 
 #: Client libraries that build a DEBUG record per message sent or received
@@ -33,12 +34,13 @@ async def _quiet_client_loggers() -> None:
 
 
 def build_worker(settings: Settings) -> faust.App:
-    """The worker's Faust app with every agent, timer and view attached."""
+    """The worker's Faust app with the unit of work, every timer and view attached."""
     service = build_app(settings)
     processor = build_processor(settings)
     app = service.app
-    # Agents: one per input kind (purchases, cancellations, inactivity records).
-    Agents(service, processor).install()
+    # The inputs (purchases, cancellations, inactivity records), batch by batch.
+    inputs = UnitOfWork(service, processor)
+    app.service(inputs)  # type: ignore[arg-type]  # Faust starts instances as well
     # Timers: due customers, consumer lag, model reload and the periodic fit.
     inactivity.install(
         app,
@@ -48,10 +50,10 @@ def build_worker(settings: Settings) -> faust.App:
         METRICS,
         settings.inactivity_interval,
     )
-    lag.install(app, METRICS, (settings.topic_purchases, settings.topic_cancellations))
+    lag.install(app, METRICS, inputs, (settings.topic_purchases, settings.topic_cancellations))
     model = fit.install(app, settings, processor)
     # Web views: /healthz, /readyz, /metrics, /customers/{id}, /model.
-    views.install(service, processor)
+    views.install(service, processor, inputs)
     model_api.install(service, model)
     app.task(_quiet_client_loggers)
     return app

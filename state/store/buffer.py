@@ -19,6 +19,12 @@ removes the key from that index): the partition's sorted sets in Redis
 seal/take/settle/abort together with the values, and a flush writes both
 in one script, so after any crash Redis holds a value and its index entry
 from the same generation.
+
+Source progress. The app may note, per source (an input topic), the next
+offset its writes cover (``advance``). These marks move through the same
+generations and land in the partition's metadata hash with the values
+they belong to, so Redis never says an input offset was processed while
+missing the state it produced.
 """
 
 from __future__ import annotations
@@ -50,12 +56,14 @@ class Snapshot:
     offset: int | None
     #: Index writes of the same generation: (index, key) -> score, None removes.
     index: Mapping[IndexEntry, float | None] = field(default_factory=dict)
+    #: Source progress of the same generation: source -> next offset covered.
+    sources: Mapping[str, int] = field(default_factory=dict)
 
     def covering(self, offset: int | None) -> Snapshot:
         """Return this snapshot, known to cover up to ``offset`` too."""
         if offset is None or (self.offset is not None and offset <= self.offset):
             return self
-        return Snapshot(self.items, offset, self.index)
+        return Snapshot(self.items, offset, self.index, self.sources)
 
 
 @dataclass
@@ -68,6 +76,9 @@ class PartitionBuffer:
     open_index: dict[IndexEntry, float | None] = field(default_factory=dict)
     sealed_index: dict[IndexEntry, float | None] = field(default_factory=dict)
     inflight_index: dict[IndexEntry, float | None] = field(default_factory=dict)
+    open_sources: dict[str, int] = field(default_factory=dict)
+    sealed_sources: dict[str, int] = field(default_factory=dict)
+    inflight_sources: dict[str, int] = field(default_factory=dict)
     sealed_offset: int | None = None
     #: Offset stored in Redis by the last successful flush.
     flushed_offset: int | None = None
@@ -84,6 +95,11 @@ class PartitionBuffer:
     def index(self, index: Index, key: bytes, score: float | None) -> None:
         """Buffer a live index write (``None`` removes ``key`` from ``index``)."""
         self.open_index[index, key] = score
+
+    def advance(self, source: str, offset: int) -> None:
+        """Note that the live writes cover ``source`` up to ``offset`` (exclusive)."""
+        if offset > self.open_sources.get(source, -1):
+            self.open_sources[source] = offset
 
     def indexed(self, index: Index, key: bytes) -> tuple[bool, float | None]:
         """Return the newest buffered score of ``key`` in ``index`` (``found`` first)."""
@@ -118,6 +134,8 @@ class PartitionBuffer:
         self.open.clear()
         self.sealed_index.update(self.open_index)
         self.open_index.clear()
+        _merge_progress(self.sealed_sources, self.open_sources)
+        self.open_sources.clear()
         if acked_offset is not None and (
             self.sealed_offset is None or acked_offset > self.sealed_offset
         ):
@@ -125,7 +143,7 @@ class PartitionBuffer:
 
     def pending(self) -> bool:
         """Return True when a flush has something to write."""
-        if self.sealed or self.sealed_index:
+        if self.sealed or self.sealed_index or self.sealed_sources:
             return True
         if self.sealed_offset is None:
             return False
@@ -136,11 +154,14 @@ class PartitionBuffer:
         assert not self.inflight and not self.inflight_index, "one flush at a time"
         self.inflight, self.sealed = self.sealed, {}
         self.inflight_index, self.sealed_index = self.sealed_index, {}
-        return Snapshot(self.inflight, self.sealed_offset, self.inflight_index)
+        self.inflight_sources, self.sealed_sources = self.sealed_sources, {}
+        return Snapshot(
+            self.inflight, self.sealed_offset, self.inflight_index, self.inflight_sources
+        )
 
     def settle(self, snapshot: Snapshot) -> None:
         """Finish the successful flush of ``snapshot``."""
-        self.inflight, self.inflight_index = {}, {}
+        self.inflight, self.inflight_index, self.inflight_sources = {}, {}, {}
         if snapshot.offset is not None:
             self.flushed_offset = snapshot.offset
             if self.sealed_offset is None or snapshot.offset > self.sealed_offset:
@@ -152,10 +173,19 @@ class PartitionBuffer:
         self.sealed, self.inflight = self.inflight, {}
         self.inflight_index.update(self.sealed_index)
         self.sealed_index, self.inflight_index = self.inflight_index, {}
+        _merge_progress(self.inflight_sources, self.sealed_sources)
+        self.sealed_sources, self.inflight_sources = self.inflight_sources, {}
 
     def overlay(self) -> dict[bytes, bytes | None]:
         """Return the newest buffered value of every buffered key."""
         return {**self.inflight, **self.sealed, **self.open}
+
+
+def _merge_progress(into: dict[str, int], newer: Mapping[str, int]) -> None:
+    """Keep the higher offset of each source (progress never moves back)."""
+    for source, offset in newer.items():
+        if offset > into.get(source, -1):
+            into[source] = offset
 
 
 class CleanCache(Generic[K]):

@@ -16,12 +16,15 @@ from dataclasses import dataclass
 from typing import Literal
 from urllib.parse import quote
 
-__all__ = ["EPOCH_FIELD", "INDEXES", "OFFSET_FIELD", "Index", "KeyLayout"]
+__all__ = ["EPOCH_FIELD", "INDEXES", "OFFSET_FIELD", "SOURCE_PREFIX", "Index", "KeyLayout"]
 
 #: Field of the metadata hash holding the partition's fencing epoch.
 EPOCH_FIELD = b"epoch"
 #: Field of the metadata hash holding the last applied changelog offset.
 OFFSET_FIELD = b"offset"
+#: Prefix of the metadata fields holding source progress (``source:<name>``
+#: -> the next source offset the stored data covers).
+SOURCE_PREFIX = "source:"
 
 #: A secondary index of the table's keys, each a sorted set per partition.
 #: The store only keeps scores; what they mean is the app's: ``schedule``

@@ -12,10 +12,10 @@ The store then:
 * keeps only ``outbox.strip(value)`` in its buffer and in Redis (the owed
   records are needed in the changelog only);
 * for every changelog record it restores into an active partition, calls
-  ``outbox.resend(value)`` before buffering it. Resent records are queued
-  with the producer, and a flush awaits them (``state.store.producer``) before
-  writing Redis, so Redis never covers a changelog record whose owed
-  outputs were not acknowledged: a crash during recovery resends again.
+  ``outbox.resend(value)`` before buffering it. Resent records are queued,
+  and a flush awaits ``outbox.acknowledged()`` before writing Redis, so
+  Redis never covers a changelog record whose owed outputs were not
+  acknowledged: a crash during recovery resends again.
 
 Downstream sees such outputs twice at most once per crash; consumers drop
 replays (for ``ltv.updates``: by version).
@@ -36,5 +36,9 @@ class Outbox(Protocol):
         ...
 
     def resend(self, value: bytes) -> int:
-        """Queue the records ``value`` owes with the producer; return how many."""
+        """Queue the records ``value`` owes for sending; return how many."""
+        ...
+
+    async def acknowledged(self) -> None:
+        """Send what is queued, in order; return once all of it is acknowledged."""
         ...

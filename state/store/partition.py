@@ -27,8 +27,16 @@ class OwnedPartition:
     #: Bumped by every write to Redis and every reset of the local copies, so a
     #: prefetch that raced one of them drops what it read.
     generation: int = 0
+    #: Per source, the offset below which the partition's state covers it
+    #: (stored with the data, moved on by the app's marks).
+    sources: dict[str, int] = field(default_factory=dict)
 
     def ack(self, offset: int) -> None:
         """Note an acknowledged changelog offset (only ever moves forward)."""
         if self.acked is None or offset > self.acked:
             self.acked = offset
+
+    def advance(self, source: str, offset: int) -> None:
+        """Note source progress (only ever moves forward)."""
+        if offset > self.sources.get(source, -1):
+            self.sources[source] = offset

@@ -23,13 +23,12 @@ ever holds values whose changelog records and whose outputs the broker has
 acknowledged, and the stored offset never exceeds the offset of a record
 whose value is not yet in Redis.* A flush therefore:
 
-1. seals the buffer (``seal()``; done by ``prefetch`` at the start of every
-   batch, when the previous batch's outputs have been handed to the
-   producer) and notes the changelog offset acknowledged at that moment --
-   a lower bound of what the sealed writes cover;
-2. awaits ``drain(app)`` (``app.producer.flush()`` made reliable, see
-   ``state.store.producer``): every changelog record and output sent so far,
-   hence all those of the sealed writes, is acknowledged;
+1. seals the buffer (``seal()``; called by the app once the changelog
+   records and outputs of a batch's writes are acknowledged) and notes the
+   changelog offset acknowledged at that moment -- a lower bound of what
+   the sealed writes cover;
+2. awaits the outputs resent for recovered records (``Outbox``); a store
+   whose user never seals awaits ``app.producer.flush()`` instead;
 3. writes the sealed values and the noted offset in one Lua script per
    partition (large partitions in chunks, the offset with the last chunk:
    data ahead of its offset is harmless by fact 1).
@@ -49,10 +48,18 @@ resent before it can reach Redis. Until a sealed
 write is flushed, a revoked or stopped worker drops nothing that matters: it
 is in the acknowledged changelog and the new owner replays it.
 
-Sealing mode. A store whose user never calls ``prefetch``/``seal`` seals at
-each flush (the outputs an agent sends after yielding between a table write
-and its send are then not covered by step 2); once ``prefetch``/``seal`` is
-called, only explicitly sealed writes are flushed.
+Sealing mode. A store whose user never calls ``seal`` seals at each flush,
+after ``app.producer.flush()``: Faust's producer buffer may still hold a
+record then (its flush can return before the last queued record reaches the
+client), so Redis may briefly run ahead of the changelog, which a Redis
+loss in that moment would expose. With the ``explicit_seal`` option (or
+once ``seal`` is called), only explicitly sealed writes are flushed, and
+the caller has awaited their records.
+
+Source progress. ``advance(partition, source, offset)`` buffers the next
+offset of an input that the partition's writes cover; it is sealed and
+stored with them (``resume_offsets`` reads it back at the next claim), so
+Redis says an input offset was consumed only together with its effect.
 
 Fencing. On every assignment the store claims each active partition with
 HINCRBY on its epoch (one script returning the new epoch and the stored
@@ -78,7 +85,7 @@ ignored.
 
 Failures. Redis errors are retried with exponential backoff and counted in
 ``ltv_store_errors_total{operation}``. While Redis is down the buffer grows
-up to ``max_dirty`` keys, then ``prefetch`` blocks, so the agent stops
+up to ``max_dirty`` keys, then ``prefetch`` blocks, so the app stops
 consuming instead of dropping data; ``healthy``/``ready`` report it.
 """
 
@@ -100,11 +107,10 @@ from yarl import URL
 
 from state.store.buffer import CleanCache, PartitionBuffer, Snapshot
 from state.store.config import StoreConfig
-from state.store.keys import INDEXES, OFFSET_FIELD, Index, KeyLayout
+from state.store.keys import INDEXES, OFFSET_FIELD, SOURCE_PREFIX, Index, KeyLayout
 from state.store.metrics import StoreMetrics, default_metrics
 from state.store.outbox import Outbox
 from state.store.partition import OwnedPartition
-from state.store.producer import drain
 from state.store.scripts import CLAIM, DUE, WIPE, WRITE, Script
 
 __all__ = ["PartitionFenced", "RedisStore"]
@@ -169,7 +175,7 @@ class RedisStore(SerializedStore):  # type: ignore[type-arg]
         #: Stored changelog offsets of standby partitions (Faust asks for them).
         self._standby_offsets: dict[TP, int | None] = {}
         self._cache: CleanCache[tuple[int, bytes]] = CleanCache(self.config.cache_size)
-        self._explicit_seal = False
+        self._explicit_seal = bool(options.get("explicit_seal", False))
         self._flush_lock = asyncio.Lock()
         self._flush_wanted = asyncio.Event()
         self._writable = asyncio.Event()
@@ -202,34 +208,46 @@ class RedisStore(SerializedStore):  # type: ignore[type-arg]
         self._explicit_seal = True
         self._seal_all()
 
-    async def prefetch(self, partition: int, keys: Iterable[bytes]) -> None:
-        """Seal, wait for buffer room, and load ``keys`` in one round trip.
+    async def prefetch(self, wanted: Mapping[int, Iterable[bytes]]) -> None:
+        """Wait for buffer room, then load the keys of each partition in one round trip.
 
-        Call once per batch, before reading the batch's keys of
-        ``partition``: reads then never block the loop on Redis.
+        Call once per batch with the batch's keys by partition: the reads
+        of the batch then never block the loop on Redis. Every HMGET goes
+        out in one pipeline (on a cluster, one per node).
         """
-        self.seal()
         await self._writable.wait()
-        owned = self._owned.get(partition)
-        if owned is None:
-            return
-        buffer = owned.buffer
-        misses = [
-            key
-            for key in dict.fromkeys(keys)
-            if key not in buffer and (partition, key) not in self._cache
-        ]
+        misses: dict[int, tuple[OwnedPartition, int, list[bytes]]] = {}
+        for partition, keys in wanted.items():
+            owned = self._owned.get(partition)
+            if owned is None:
+                continue
+            buffer = owned.buffer
+            missing = [
+                key
+                for key in dict.fromkeys(keys)
+                if key not in buffer and (partition, key) not in self._cache
+            ]
+            if missing:
+                misses[partition] = (owned, owned.generation, missing)
         if not misses:
             return
-        generation = owned.generation
-        data_key = self.layout.data_key(partition)
-        values = await self._retry("prefetch", lambda: self._async.hmget(data_key, misses))
-        # A flush that landed meanwhile may have made these values stale.
-        if self._owned.get(partition) is not owned or owned.generation != generation:
-            return
-        for key, value in zip(misses, values, strict=True):
-            if key not in buffer:
-                self._cache.put((partition, key), _as_bytes(value))
+
+        async def read() -> list[Any]:
+            pipe = self._async.pipeline(transaction=False)
+            for partition, (_, _, keys) in misses.items():
+                pipe.hmget(self.layout.data_key(partition), keys)
+            return list(await pipe.execute())
+
+        replies = await self._retry("prefetch", read)
+        for (partition, (owned, generation, keys)), values in zip(
+            misses.items(), replies, strict=True
+        ):
+            # A flush that landed meanwhile may have made these values stale.
+            if self._owned.get(partition) is not owned or owned.generation != generation:
+                continue
+            for key, value in zip(keys, values, strict=True):
+                if key not in owned.buffer:
+                    self._cache.put((partition, key), _as_bytes(value))
 
     def schedule(
         self,
@@ -263,6 +281,28 @@ class RedisStore(SerializedStore):  # type: ignore[type-arg]
                 value = self._outbox.strip(value)
             buffer.write(key, value)
             self._after_write()
+
+    def advance(self, partition: int, source: str, offset: int) -> None:
+        """Note that ``partition``'s writes so far cover ``source`` below ``offset``.
+
+        The mark is buffered with those writes, sealed with them and stored
+        in the same script (see ``resume_offsets``). Ignored for a partition
+        this worker does not own.
+        """
+        owned = self._owned.get(partition)
+        if owned is not None:
+            owned.buffer.advance(source, offset)
+            owned.advance(source, offset)
+
+    def resume_offsets(self, partition: int) -> dict[str, int]:
+        """Per source, the offset up to which ``partition``'s state covers it.
+
+        Stored with the data in Redis (read at the claim) and moved on by
+        ``advance``: consuming a source from here never skips an event whose
+        effect is missing. Empty for a partition not owned or never marked.
+        """
+        owned = self._owned.get(partition)
+        return {} if owned is None else dict(owned.sources)
 
     def active_partitions(self) -> list[int]:
         """Partitions this worker owns (claimed, active) right now."""
@@ -368,7 +408,7 @@ class RedisStore(SerializedStore):  # type: ignore[type-arg]
     def read(self, partition: int, key: bytes) -> bytes | None:
         """``key``'s value in ``partition``, as a table read there gives it.
 
-        For readers that know the partition (the agents' batches, the
+        For readers that know the partition (the unit of work's batches, the
         /customers view): a table ``get`` depends on Faust's current-event
         context to pick it. Buffered and prefetched values first, else a
         blocking read of Redis (also of a partition not owned right now).
@@ -521,7 +561,7 @@ class RedisStore(SerializedStore):  # type: ignore[type-arg]
             *(self._retry("claim", self._evaluator(CLAIM, tp.partition, [])) for tp in ordered)
         )
         highwaters = await self._highwaters(ordered)
-        for tp, (epoch_raw, offset_raw) in zip(ordered, replies, strict=True):
+        for tp, (epoch_raw, offset_raw, *marks) in zip(ordered, replies, strict=True):
             partition, epoch, offset = tp.partition, int(epoch_raw), _to_offset(offset_raw)
             owned = self._owned.get(partition)
             if owned is None or owned.epoch != epoch - 1:
@@ -543,8 +583,10 @@ class RedisStore(SerializedStore):  # type: ignore[type-arg]
                 await self._retry("wipe", self._evaluator(WIPE, partition, [str(epoch)]))
                 self._drop_cache(partition)
                 owned.buffer = PartitionBuffer()
-                offset = None
+                offset, marks = None, []
             owned.stored_offset = offset
+            for field, at in zip(marks[::2], marks[1::2], strict=True):
+                owned.advance(bytes(field).decode()[len(SOURCE_PREFIX) :], int(at))
             if offset is not None:
                 owned.ack(offset)
             else:
@@ -663,7 +705,7 @@ class RedisStore(SerializedStore):  # type: ignore[type-arg]
             started = time.monotonic()
             snapshots = {p: buffer.take() for p, buffer in work.items()}
             try:
-                await asyncio.wait_for(drain(self.app), self.config.timeout)
+                await asyncio.wait_for(self._acknowledged(), self.config.timeout)
             except BaseException:
                 for buffer in work.values():
                     buffer.abort()
@@ -689,6 +731,19 @@ class RedisStore(SerializedStore):  # type: ignore[type-arg]
                 raise
             self.metrics.flush_seconds.observe(time.monotonic() - started)
             self._update_dirty()
+
+    async def _acknowledged(self) -> None:
+        """Wait until the records the snapshot's writes rely on are acknowledged.
+
+        Explicitly sealed writes were acknowledged by their caller before
+        ``seal``. Otherwise the table's own changelog records are only
+        known to be with Faust's producer, which ``flush`` hands on. The
+        outputs resent for recovered records are awaited in both cases.
+        """
+        if not self._explicit_seal:
+            await self.app.producer.flush()
+        if self._outbox is not None:
+            await self._outbox.acknowledged()
 
     async def _write_snapshot(
         self, partition: int, buffer: PartitionBuffer, snapshot: Snapshot, deadline: float | None
@@ -722,7 +777,7 @@ class RedisStore(SerializedStore):  # type: ignore[type-arg]
                 self._cache.put((partition, key), value)
 
     def _write_chunks(self, epoch: int, snapshot: Snapshot) -> Iterator[list[Any]]:
-        """Yield WRITE argument lists; only the last one stores the offset.
+        """Yield WRITE argument lists; only the last one stores the offsets.
 
         Chunks split by table key, and a key's value and index entries go
         in the same chunk, so even a crash between chunks leaves them in
@@ -747,7 +802,10 @@ class RedisStore(SerializedStore):  # type: ignore[type-arg]
                 removes = [key for key, s in scores if s is None]
                 counts += [str(len(adds) // 2), str(len(removes))]
                 entries += [*adds, *removes]
-            yield [str(epoch), offset, *counts, *pairs, *deletes, *entries]
+            marks = snapshot.sources.items() if is_last else ()
+            counts.append(str(len(marks)))
+            progress = [part for source, at in marks for part in (SOURCE_PREFIX + source, str(at))]
+            yield [str(epoch), offset, *counts, *pairs, *deletes, *entries, *progress]
 
     # -- internals: Redis calls --------------------------------------------------
 

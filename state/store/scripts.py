@@ -29,21 +29,31 @@ class Script:
         object.__setattr__(self, "sha", hashlib.sha1(self.source.encode()).hexdigest())
 
 
-#: Takes ownership: bumps the epoch, returns {epoch, offset|nil}.
+#: Takes ownership: bumps the epoch, returns {epoch, offset or false, then
+#: the source progress fields and their values}.
 CLAIM = Script(
     """
 local epoch = redis.call('HINCRBY', KEYS[2], 'epoch', 1)
-local offset = redis.call('HGET', KEYS[2], 'offset')
-return {epoch, offset}
+local offset = redis.call('HGET', KEYS[2], 'offset') or false
+local out = {epoch, offset}
+local meta = redis.call('HGETALL', KEYS[2])
+for i = 1, #meta, 2 do
+  if string.sub(meta[i], 1, 7) == 'source:' then
+    table.insert(out, meta[i])
+    table.insert(out, meta[i + 1])
+  end
+end
+return out
 """
 )
 
 #: ARGV = epoch, offset ('' keeps the stored one), n pairs, n deletes, then
-#: per index n scores to add and n keys to remove; then the n key/value
-#: pairs, the keys to delete, and per index the score/key pairs to add and
-#: the keys to remove. Values and index entries of one flush land together
-#: or not at all. The offset never moves backwards. Returns 1 when applied,
-#: 0 when fenced. Arguments are unpacked in slices because Lua's unpack() is
+#: per index n scores to add and n keys to remove, then n source marks;
+#: then the n key/value pairs, the keys to delete, per index the score/key
+#: pairs to add and the keys to remove, and the source field/offset pairs.
+#: Values, index entries and source progress of one flush land together or
+#: not at all. Offsets never move backwards. Returns 1 when applied, 0 when
+#: fenced. Arguments are unpacked in slices because Lua's unpack() is
 #: limited by the C stack.
 WRITE = Script(
     """
@@ -51,7 +61,8 @@ if redis.call('HGET', KEYS[2], 'epoch') ~= ARGV[1] then
   return 0
 end
 local slice = 500
-local at = 5 + 2 * (#KEYS - 2)
+local marks = tonumber(ARGV[5 + 2 * (#KEYS - 2)])
+local at = 6 + 2 * (#KEYS - 2)
 local function run(command, key, count, width)
   local last = at + width * count - 1
   while at <= last do
@@ -66,25 +77,36 @@ for i = 3, #KEYS do
   run('ZADD', KEYS[i], tonumber(ARGV[2 * i - 1]), 2)
   run('ZREM', KEYS[i], tonumber(ARGV[2 * i]), 1)
 end
-if ARGV[2] ~= '' then
-  local stored = redis.call('HGET', KEYS[2], 'offset')
-  if not stored or tonumber(ARGV[2]) > tonumber(stored) then
-    redis.call('HSET', KEYS[2], 'offset', ARGV[2])
+local function forward(field, value)
+  local stored = redis.call('HGET', KEYS[2], field)
+  if not stored or tonumber(value) > tonumber(stored) then
+    redis.call('HSET', KEYS[2], field, value)
   end
+end
+for i = 1, marks do
+  forward(ARGV[at], ARGV[at + 1])
+  at = at + 2
+end
+if ARGV[2] ~= '' then
+  forward('offset', ARGV[2])
 end
 return 1
 """
 )
 
-#: ARGV[1] = epoch. Drops the partition's data, indexes and offset (keeps
-#: the epoch). Returns 1, or 0 when fenced.
+#: ARGV[1] = epoch. Drops the partition's data, indexes, offset and source
+#: progress (keeps the epoch). Returns 1, or 0 when fenced.
 WIPE = Script(
     """
 if redis.call('HGET', KEYS[2], 'epoch') ~= ARGV[1] then
   return 0
 end
 redis.call('DEL', KEYS[1], unpack(KEYS, 3))
-redis.call('HDEL', KEYS[2], 'offset')
+for _, field in ipairs(redis.call('HKEYS', KEYS[2])) do
+  if field ~= 'epoch' then
+    redis.call('HDEL', KEYS[2], field)
+  end
+end
 return 1
 """
 )

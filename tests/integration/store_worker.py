@@ -83,7 +83,7 @@ async def count(stream: faust.StreamT[bytes]) -> None:
     async for event in stream.events():
         raw_key = event.key
         assert isinstance(raw_key, bytes)
-        await _store().prefetch(event.message.partition, [json.dumps(raw_key.decode()).encode()])
+        await _store().prefetch({event.message.partition: [json.dumps(raw_key.decode()).encode()]})
         key = raw_key.decode()
         value = counters.get(key) or {"n": 0, "ids": []}
         event_id = event.value.decode()
@@ -91,5 +91,5 @@ async def count(stream: faust.StreamT[bytes]) -> None:
             value["n"] += 1
             value["ids"].append(event_id)
             counters[key] = value
-        # This agent sends no outputs; a real one seals after sending them.
-        _store().seal()
+        # Never sealed explicitly: each flush first flushes Faust's producer
+        # (the store's mode for plain Faust table users).

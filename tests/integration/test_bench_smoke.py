@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_bench_throughput_writes_every_key(tmp_path: Path) -> None:
     require_servers()
     out = tmp_path / "throughput.json"
-    command = [sys.executable, "-m", "streams.cli", "bench", "throughput", "--events", "2000"]
+    command = [sys.executable, "-m", "streams.cli", "bench", "throughput", "--events", "10000"]
     command += ["--bootstrap", BOOTSTRAP, "--redis-url", REDIS_URL, "--json", str(out)]
     # Quix Streams is a bench extra (pip install -e '.[bench]'), not a test dependency.
     command += ["--no-quix"]
@@ -29,5 +29,5 @@ def test_bench_throughput_writes_every_key(tmp_path: Path) -> None:
     for key in ("worker_events_per_s", "baseline_events_per_s", "ratio"):
         assert figures[key] > 0, figures
     assert figures["two_workers_events_per_s"] > 0, figures
-    assert figures["events"] == 2000
+    assert figures["events"] == 10000
     assert "## throughput" in done.stdout

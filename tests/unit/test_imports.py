@@ -38,7 +38,7 @@ PROBE = textwrap.dedent(
         for info in pkgutil.walk_packages(module.__path__, package + "."):
             importlib.import_module(info.name)
             names.append(info.name)
-    assert "streams.worker" in names and "streams.agents" in names, names
+    assert "streams.worker" in names and "streams.unit_of_work" in names, names
     assert not built, f"faust.App built at import: {built}"
     assert not connected, f"connections opened at import: {connected}"
     assert threading.active_count() == threads, "threads started at import"

@@ -10,6 +10,7 @@ from prometheus_client import CollectorRegistry
 
 from streams.lag import LagMonitor, consumer_lags, publish_lags, retain_partitions
 from streams.metrics import Metrics
+from streams.unit_of_work import UnitOfWork
 
 P0, P1, P2 = TP("orders.purchases", 0), TP("orders.purchases", 1), TP("orders.cancellations", 0)
 
@@ -67,8 +68,10 @@ def test_retain_drops_only_revoked_partitions() -> None:
 
 def test_assignment_counts_rebalances_and_input_partitions_only() -> None:
     metrics = Metrics(CollectorRegistry())
-    app = cast(faust.App, cast(Any, object()))  # on_assignment never touches the app
-    monitor = LagMonitor(app, metrics, ["orders.purchases", "orders.cancellations"])
+    # on_assignment touches neither the app nor the unit of work.
+    app = cast(faust.App, cast(Any, object()))
+    inputs = cast(UnitOfWork, cast(Any, object()))
+    monitor = LagMonitor(app, metrics, inputs, ["orders.purchases", "orders.cancellations"])
     monitor.published = publish_lags(metrics.consumer_lag, {P0: 3, P1: 4}, set())
     changelog = TP("ltv-stream-customers-changelog", 0)
 

@@ -33,7 +33,7 @@ from streams.fit import (
     run_fit,
     subscription_exposure,
 )
-from streams.metrics import METRICS
+from streams.metrics import METRICS, sample_value
 from streams.processing import Processor
 from streams.settings import Settings
 
@@ -275,15 +275,14 @@ def test_model_in_force_swaps_the_processor_model_and_metrics() -> None:
     first = sample_record()
     assert model.apply(first)
     assert processor.model == first.snapshot()
-    info = METRICS.model_info.labels("mbgnbd+gammagamma", first.version)
-    assert info._value.get() == 1
+    assert sample_value(METRICS.model_info.labels("mbgnbd+gammagamma", first.version)) == 1
     assert not model.apply(first.failed("x", T0))  # same version: no reload
     assert model.record.last_error == "x"
     second = ModelRecord(fitted_at=T0, as_of=T0, n_customers=1, models=first.models).with_version()
     assert model.apply(second)
     series = {s.labels["version"] for m in METRICS.model_info.collect() for s in m.samples}
     assert first.version not in series and second.version in series
-    assert METRICS.model_fit_timestamp._value.get() == T0.timestamp()
+    assert sample_value(METRICS.model_fit_timestamp) == T0.timestamp()
 
 
 def test_as_of_parsing() -> None:
@@ -354,7 +353,7 @@ async def test_run_fit_stores_and_a_failed_fit_keeps_the_last_parameters() -> No
     assert await load_model(client, "unit-fit") == good.record
     assert lock_key("unit-fit") not in client.data  # released
 
-    before = METRICS.model_fit_failures._value.get()
+    before = sample_value(METRICS.model_fit_failures)
     for key in [k for k in client.data if k.endswith(":data")]:
         client.data[key] = {
             k: v for k, v in client.data[key].items() if k.startswith(b"o")
@@ -364,7 +363,7 @@ async def test_run_fit_stores_and_a_failed_fit_keeps_the_last_parameters() -> No
     stored = await load_model(client, "unit-fit")
     assert stored is not None and stored.version == good.record.version
     assert stored.models == good.record.models and stored.last_error == bad.error
-    assert METRICS.model_fit_failures._value.get() == before + 1
+    assert sample_value(METRICS.model_fit_failures) == before + 1
 
     client.data[lock_key("unit-fit")] = "someone else"
     assert (await run_fit(client, settings, as_of)).busy

@@ -45,6 +45,25 @@ def test_abort_puts_writes_back_under_newer_sealed_ones() -> None:
     assert not buffer.inflight and buffer.sealed_offset == 7
 
 
+def test_source_progress_moves_with_its_generation_and_never_back() -> None:
+    buffer = PartitionBuffer()
+    buffer.advance("purchases", 10)
+    buffer.write(b"a", b"1")
+    assert not buffer.pending()  # open progress is not flushable yet
+    buffer.seal(acked_offset=None)
+    buffer.advance("purchases", 20)  # a later batch, not sealed
+    assert buffer.take().sources == {"purchases": 10}
+    buffer.seal(acked_offset=None)
+    buffer.abort()  # the flush of 10 failed; 20 was sealed meanwhile
+    assert buffer.sealed_sources == {"purchases": 20}
+    buffer.advance("purchases", 5)  # a stale mark never moves progress back
+    buffer.seal(acked_offset=None)
+    assert buffer.sealed_sources == {"purchases": 20}
+    snapshot = buffer.take()
+    buffer.settle(snapshot)
+    assert snapshot.sources == {"purchases": 20} and not buffer.pending()
+
+
 def test_settle_records_the_offset_and_stops_offset_only_flushes() -> None:
     buffer = PartitionBuffer()
     buffer.write(b"a", b"1")

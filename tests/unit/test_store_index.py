@@ -74,16 +74,23 @@ def test_write_arguments_keep_a_keys_value_and_schedule_in_one_chunk() -> None:
             ("schedule", b"d"): 2.0,
             ("notices", b"a"): 3.0,
         },
+        sources={"orders.purchases": 120},
     )
     first, second = chunks(snapshot, size=2)
-    # a (value, removal from the schedule, a notices score), b (delete); no offset yet
-    counts = ["1", "1", "0", "1", "1", "0"]
+    # a (value, removal from the schedule, a notices score), b (delete); no offsets yet
+    counts = ["1", "1", "0", "1", "1", "0", "0"]
     assert first == ["7", "", *counts, b"a", b"1", b"b", b"a", "3.0", b"a"]
-    # c (value + score), d (score only); the last chunk carries the offset
-    counts = ["1", "0", "2", "0", "0", "0"]
-    assert second == ["7", "42", *counts, b"c", b"3", "9.5", b"c", "2.0", b"d"]
+    # c (value + score), d (score only); the last chunk carries the offsets
+    counts = ["1", "0", "2", "0", "0", "0", "1"]
+    assert second == [
+        "7",
+        "42",
+        *counts,
+        *(b"c", b"3", "9.5", b"c", "2.0", b"d"),
+        *("source:orders.purchases", "120"),
+    ]
 
 
 def test_write_arguments_without_index_writes_are_unchanged_in_meaning() -> None:
     (only,) = chunks(Snapshot(items={b"a": b"1"}, offset=None), size=10)
-    assert only == ["7", "", "1", "0", "0", "0", "0", "0", b"a", b"1"]
+    assert only == ["7", "", "1", "0", "0", "0", "0", "0", "0", b"a", b"1"]
