@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import ast
 import importlib
-import importlib.util
 import inspect
 import pkgutil
 import textwrap
@@ -73,9 +72,10 @@ def _parse(path: Path) -> ast.Module | None:
 
 def _library_files() -> Iterator[Path]:
     for library in LIBRARIES:
-        spec = importlib.util.find_spec(library)
-        assert spec is not None and spec.submodule_search_locations, library
-        for location in spec.submodule_search_locations:
+        # The package's own path: faust's module object has no __spec__.
+        locations = importlib.import_module(library).__path__
+        assert locations, library
+        for location in locations:
             yield from Path(location).rglob("*.py")
 
 
