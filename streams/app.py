@@ -63,9 +63,14 @@ class Topics:
     #: Internal: due customers from the inactivity timer (streams.inactivity).
     inactivity: faust.TopicT
 
-    def outputs(self) -> dict[OutputKind, faust.TopicT]:
-        """The topic of each kind of processor output."""
-        return {"update": self.updates, "churn": self.churn, "dead_letter": self.dead_letter}
+    def output_names(self) -> dict[OutputKind, str]:
+        """The topic name of each kind of processor output."""
+        outputs: dict[OutputKind, faust.TopicT] = {
+            "update": self.updates,
+            "churn": self.churn,
+            "dead_letter": self.dead_letter,
+        }
+        return {kind: topic.get_topic_name() for kind, topic in outputs.items()}
 
     def all(self) -> tuple[faust.TopicT, ...]:
         return (
@@ -120,7 +125,6 @@ def build_app(settings: Settings) -> ServiceApp:
         dead_letter=topic(settings.topic_dead_letter),
         inactivity=topic(settings.topic_inactivity),
     )
-    outputs = {kind: topic.get_topic_name() for kind, topic in topics.outputs().items()}
     customers = app.Table(
         "customers",
         default=None,
@@ -135,7 +139,7 @@ def build_app(settings: Settings) -> ServiceApp:
         # acknowledged (streams.unit_of_work): nothing else is flushed.
         options={
             "schedule_recovered": True,
-            "outbox": CustomerOutbox(app, outputs),
+            "outbox": CustomerOutbox(app, topics.output_names()),
             "explicit_seal": True,
         },
     )

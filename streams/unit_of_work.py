@@ -98,9 +98,7 @@ class UnitOfWork(Service):
             settings.topic_cancellations: "cancellation",
             settings.topic_inactivity: "inactivity",
         }
-        self.output_topics = {
-            kind: topic.get_topic_name() for kind, topic in service.topics.outputs().items()
-        }
+        self.output_topics = service.topics.output_names()
         self.changelog = service.customers.changelog_topic.get_topic_name()
         self.group_id = f"{settings.app_id}-inputs"
         #: Partitions (numbers) consumed right now, of every input topic.
@@ -220,11 +218,12 @@ class UnitOfWork(Service):
         # 3. Send changelog records, then outputs; await every acknowledgement.
         await self._send(store, changelog, outputs)
         # 4. Seal: states, index entries and source offsets may now be flushed.
-        for tp, records in batch.items():
-            store.advance(tp.partition, tp.topic, records[-1].offset + 1)
+        processed = {tp: records[-1].offset + 1 for tp, records in batch.items()}
+        for tp, offset in processed.items():
+            store.advance(tp.partition, tp.topic, offset)
         store.seal()
         # 5. Commit exactly what was processed.
-        await consumer.commit({tp: records[-1].offset + 1 for tp, records in batch.items()})
+        await consumer.commit(processed)
 
     def _process(
         self,
