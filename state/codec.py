@@ -163,8 +163,13 @@ def _ledger_of(columns: list[Any]) -> dict[int, OrderEntry]:
 
 
 def encode_state(s: CustomerState) -> bytes:
+    return bytes((FORMAT,)) + deflate(encode_body(s))
+
+
+def deflate(body: bytes) -> bytes:
+    """A state body raw-deflated against the preset dictionary (format 3)."""
     packer = _PRIMED.copy()
-    return bytes((FORMAT,)) + packer.compress(encode_body(s)) + packer.flush()
+    return packer.compress(body) + packer.flush()
 
 
 def encode_body(s: CustomerState) -> bytes:

@@ -363,7 +363,9 @@ class Processor:
     def _update_output(
         self, s: CustomerState, cause: CauseFields, version: int, v: Valuation, clock: datetime
     ) -> Output:
-        return Output("update", s.customer_id.encode(), self._update(s, cause, version, v, clock))
+        return Output(
+            "update", s.customer_id.encode(), self.update_body(s, cause, version, v, clock)
+        )
 
     def current_update(self, stored: bytes, now: datetime) -> bytes:
         """The ltv.updates body of a stored customer as of now (GET /customers/{id}).
@@ -375,7 +377,7 @@ class Processor:
         state = envelope.customer_state(stored)
         clock = self.clock(now)
         valuation = value(self.figures(state, clock), self.model, self.valuation_cfg, clock)
-        return self._update(state, {"type": "query"}, state.version, valuation, clock)
+        return self.update_body(state, {"type": "query"}, state.version, valuation, clock)
 
     def figures(self, s: CustomerState, clock: datetime) -> CustomerFigures:
         """The valuation inputs of a state, on the configured value basis."""
@@ -403,9 +405,10 @@ class Processor:
             subscription_ended=s.subscription_churned,
         )
 
-    def _update(
+    def update_body(
         self, s: CustomerState, cause: CauseFields, version: int, v: Valuation, clock: datetime
     ) -> bytes:
+        """The ltv.updates body of ``s`` at ``version``, valued ``v`` as of ``clock``."""
         model = self.model
         return UPDATE_ENCODER.encode(
             {
