@@ -11,7 +11,9 @@ CODE := streams state ltv
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[test,dev]'
+	# -qq: setuptools prints an advisory box on every editable install; pip
+	# still prints errors, and a failed install still fails the target.
+	$(BIN)/pip install -qq -e '.[test,dev]'
 	touch $(STAMP)
 
 install: $(STAMP)

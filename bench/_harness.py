@@ -100,6 +100,7 @@ def settings_env(topics: str, app_id: str, servers: Infra) -> dict[str, str]:
         "LTV_TOPIC_UPDATES": f"{app_id}.updates",
         "LTV_TOPIC_CHURN": f"{app_id}.churn",
         "LTV_TOPIC_DEAD_LETTER": f"{app_id}.dead-letter",
+        "LTV_TOPIC_CUSTOMERS": f"{app_id}.customers",
         "LTV_DATA_DIR": str(LOG_DIR / "data"),
     }
 

@@ -87,6 +87,8 @@ class ModelRecord:
     population: dict[str, dict[str, int]] = field(default_factory=dict)
     last_error: str | None = None
     failed_at: datetime | None = None
+    #: Attempts failed in a row since the last success (spaces the retries).
+    failures: int = 0
 
     def as_json(self) -> dict[str, Any]:
         """The ``GET /model`` body (DESIGN §10) plus the failure bookkeeping."""
@@ -110,6 +112,7 @@ class ModelRecord:
             "population": self.population,
             "last_error": self.last_error,
             "failed_at": _time(self.failed_at),
+            "failures": self.failures,
         }
 
     def dumps(self) -> bytes:
@@ -137,18 +140,19 @@ class ModelRecord:
             population=doc.get("population") or {},
             last_error=doc.get("last_error"),
             failed_at=_parse_time(doc.get("failed_at")),
+            failures=int(doc.get("failures", 0)),
         )
 
     def with_version(self) -> ModelRecord:
         """Stamp a version: fit time plus a short hash of everything fitted."""
         assert self.fitted_at is not None
-        body = replace(self, version=None, last_error=None, failed_at=None).dumps()
+        body = replace(self, version=None, last_error=None, failed_at=None, failures=0).dumps()
         digest = hashlib.sha256(body).hexdigest()[:8]
         return replace(self, version=f"{self.fitted_at:%Y%m%dT%H%M%SZ}-{digest}")
 
     def failed(self, error: str, at: datetime) -> ModelRecord:
         """The same parameters, with the failure recorded."""
-        return replace(self, last_error=error[:1000], failed_at=at)
+        return replace(self, last_error=error[:1000], failed_at=at, failures=self.failures + 1)
 
     def snapshot(self) -> ModelSnapshot | None:
         """What the processor values with; None before the first successful fit."""

@@ -7,9 +7,17 @@ breaking the LTV_PARTITIONS contract.
 
 from __future__ import annotations
 
+import asyncio
+import time
+
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from streams.settings import Settings
+
+#: Longest wait for the partitions of created topics to get leaders (seconds).
+LEADER_TIMEOUT = 30.0
+LEADER_POLL = 0.05
 
 
 def topic_names(settings: Settings) -> list[str]:
@@ -19,13 +27,22 @@ def topic_names(settings: Settings) -> list[str]:
         settings.topic_updates,
         settings.topic_churn,
         settings.topic_dead_letter,
+        settings.topic_customers,
         # Co-partitioned with the inputs like them, so created with them.
         settings.topic_inactivity,
     ]
 
 
+def topic_configs(settings: Settings) -> dict[str, dict[str, str]]:
+    """Configs the service relies on, by topic; other topics take the broker's defaults.
+
+    ``ltv.customers`` is compacted: it keeps the newest update of every customer.
+    """
+    return {settings.topic_customers: {"cleanup.policy": "compact"}}
+
+
 class TopicLayoutError(RuntimeError):
-    """An existing topic's partition count disagrees with LTV_PARTITIONS."""
+    """An existing topic's partition count or cleanup policy disagrees with the settings."""
 
 
 async def ensure_topics(settings: Settings) -> list[str]:
@@ -39,14 +56,21 @@ async def ensure_topics(settings: Settings) -> list[str]:
     await admin.start()
     try:
         existing = set(await admin.list_topics())
+        configs = topic_configs(settings)
         missing = [name for name in topic_names(settings) if name not in existing]
         if missing:
             await admin.create_topics(
                 [
-                    NewTopic(name, settings.partitions, settings.replication_factor)
+                    NewTopic(
+                        name,
+                        settings.partitions,
+                        settings.replication_factor,
+                        topic_configs=configs.get(name, {}),
+                    )
                     for name in missing
                 ]
             )
+            await _await_leaders(admin, missing, settings.partitions)
         # Only pre-existing inputs are checked: a topic just created may not
         # list its partitions in metadata yet, and it has the right count anyway.
         inputs = [
@@ -60,6 +84,48 @@ async def ensure_topics(settings: Settings) -> list[str]:
                     f"LTV_PARTITIONS={settings.partitions}; set LTV_PARTITIONS={count} "
                     "or recreate the topic"
                 )
+        await _check_configs(admin, {t: c for t, c in configs.items() if t not in missing})
         return missing
     finally:
         await admin.close()
+
+
+async def _await_leaders(admin: AIOKafkaAdminClient, topics: list[str], partitions: int) -> None:
+    """Return once every partition of the new ``topics`` has a leader.
+
+    A topic is usable a moment after it is created: until its partitions
+    have leaders, producers and consumers get NotLeaderForPartition back and
+    log it on every retry, which a user starting the demo would read as a fault.
+    """
+    deadline = time.monotonic() + LEADER_TIMEOUT
+    while True:
+        described = await admin.describe_topics(topics)
+        ready = all(
+            t["error_code"] == 0
+            and len(t["partitions"]) == partitions
+            and all(p["error_code"] == 0 and p["leader"] >= 0 for p in t["partitions"])
+            for t in described
+        )
+        if ready:
+            return
+        if time.monotonic() > deadline:
+            raise TopicLayoutError(
+                f"topics {', '.join(topics)} have no leader {LEADER_TIMEOUT:g} s after creation"
+            )
+        await asyncio.sleep(LEADER_POLL)  # metadata has no change notification
+
+
+async def _check_configs(admin: AIOKafkaAdminClient, wanted: dict[str, dict[str, str]]) -> None:
+    """Existing topics must carry the configs the service relies on (no silent growth)."""
+    if not wanted:
+        return
+    resources = [ConfigResource(ConfigResourceType.TOPIC, name) for name in wanted]
+    for response in await admin.describe_configs(resources):
+        for _, _, _, name, entries in response.resources:
+            actual = {entry[0]: entry[1] for entry in entries}
+            for key, value in wanted[name].items():
+                if actual.get(key) != value:
+                    raise TopicLayoutError(
+                        f"topic {name!r} has {key}={actual.get(key)!r}, the service needs "
+                        f"{key}={value!r}; alter the topic's config or recreate it"
+                    )

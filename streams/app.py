@@ -60,17 +60,19 @@ class Topics:
     updates: faust.TopicT
     churn: faust.TopicT
     dead_letter: faust.TopicT
+    #: Compacted: every update again, so the newest per customer stays readable.
+    latest_updates: faust.TopicT
     #: Internal: due customers from the inactivity timer (streams.inactivity).
     inactivity: faust.TopicT
 
-    def output_names(self) -> dict[OutputKind, str]:
-        """The topic name of each kind of processor output."""
-        outputs: dict[OutputKind, faust.TopicT] = {
-            "update": self.updates,
-            "churn": self.churn,
-            "dead_letter": self.dead_letter,
+    def output_names(self) -> dict[OutputKind, tuple[str, ...]]:
+        """The names of the topics each kind of processor output is published to."""
+        outputs: dict[OutputKind, tuple[faust.TopicT, ...]] = {
+            "update": (self.updates, self.latest_updates),
+            "churn": (self.churn,),
+            "dead_letter": (self.dead_letter,),
         }
-        return {kind: topic.get_topic_name() for kind, topic in outputs.items()}
+        return {kind: tuple(t.get_topic_name() for t in ts) for kind, ts in outputs.items()}
 
     def all(self) -> tuple[faust.TopicT, ...]:
         return (
@@ -79,6 +81,7 @@ class Topics:
             self.updates,
             self.churn,
             self.dead_letter,
+            self.latest_updates,
             self.inactivity,
         )
 
@@ -123,6 +126,7 @@ def build_app(settings: Settings) -> ServiceApp:
         updates=topic(settings.topic_updates),
         churn=topic(settings.topic_churn),
         dead_letter=topic(settings.topic_dead_letter),
+        latest_updates=topic(settings.topic_customers),
         inactivity=topic(settings.topic_inactivity),
     )
     customers = app.Table(

@@ -6,7 +6,7 @@ import argparse
 import asyncio
 import importlib.util
 import sys
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from streams.settings import Settings, SettingsError, load_settings
 
@@ -55,12 +55,22 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     settings = _settings_or_exit()
     start = datetime.fromisoformat(args.start) if args.start else default_start()
     feed = DemoFeed(args.customers, args.seed, start)
+    live_from = start + timedelta(days=args.history_days)
 
     def report(sent: int) -> None:
         if sent % max(1, int(args.rate or 1000) * 10) == 0:
             print(f"ltv demo: {sent} events sent", flush=True)
 
-    sent = asyncio.run(publish(feed, settings, rate=args.rate, limit=args.count, on_sent=report))
+    sent = asyncio.run(
+        publish(
+            feed,
+            settings,
+            rate=args.rate,
+            limit=args.count,
+            on_sent=report,
+            live=lambda event: event.occurred_at >= live_from,
+        )
+    )
     print(
         f"ltv demo: done, {sent} events sent to {settings.topic_purchases} and "
         f"{settings.topic_cancellations}"
@@ -169,6 +179,12 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=1)
     demo.add_argument("--count", type=int, default=None, help="stop after this many events")
     demo.add_argument("--start", default=None, help="event time of day 0 (ISO 8601 with offset)")
+    demo.add_argument(
+        "--history-days",
+        type=float,
+        default=0.0,
+        help="send the first DAYS of event time unpaced (the shop's history), then pace at --rate",
+    )
     demo.set_defaults(func=_cmd_demo)
 
     watch = sub.add_parser("watch", help="print the records of an output topic as they arrive")

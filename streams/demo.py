@@ -34,6 +34,11 @@ class DemoEvent:
     key: str
     value: dict[str, Any]
 
+    @property
+    def occurred_at(self) -> datetime:
+        """The event's time (every input event carries ``occurred_at`` with an offset)."""
+        return datetime.fromisoformat(self.value["occurred_at"])
+
 
 @dataclass
 class _Customer:

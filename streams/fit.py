@@ -85,6 +85,12 @@ SCAN_COUNT = 1000
 # killed mid-fit holds up the next one only briefly.
 LOCK_TTL = timedelta(minutes=30)
 RELOAD_SECONDS = 5.0
+#: Seconds between looks at whether a fit is due (``due`` decides).
+FIT_TICK_SECONDS = 10.0
+#: First retry of a failed fit; later ones double up to the fit interval.
+RETRY_FIRST = timedelta(seconds=15)
+#: A table this many times the size of the fitted population is refitted at once.
+REFIT_GROWTH = 2
 
 
 class FitError(RuntimeError):
@@ -300,12 +306,50 @@ def redis_for(settings: Settings) -> Any:
     return StoreConfig.from_url(settings.redis_url).async_client()
 
 
-def due(record: ModelRecord | None, now: datetime, interval: timedelta) -> bool:
-    """Whether the periodic fit should run: never attempted, or last attempt too old."""
+def retry_delay(failures: int, interval: timedelta) -> timedelta:
+    """How long after its ``failures``-th failure in a row a fit is tried again.
+
+    Doubling from ``RETRY_FIRST``: a young shop's first fits often fail for
+    too few repeat buyers, and each retry sees more of them, so waiting a
+    whole ``interval`` would keep a new deployment without predictions for
+    an hour; a population that keeps failing is not refitted every tick.
+    """
+    doubled: timedelta = RETRY_FIRST * 2 ** min(max(0, failures - 1), 30)
+    return min(interval, doubled)
+
+
+def due(
+    record: ModelRecord | None,
+    now: datetime,
+    interval: timedelta,
+    customers: int | None = None,
+) -> bool:
+    """Whether the periodic fit should run now.
+
+    Yes when no fit was ever attempted; after a failure, once its retry
+    delay has passed; after a success, once ``interval`` has passed or
+    when the table holds ``REFIT_GROWTH`` times the customers the model was
+    fitted on (``customers``: None when unknown), so that a model fitted on
+    the first customers of a backfill does not value the rest for an hour.
+    """
     if record is None:
         return True
-    attempts = [t for t in (record.fitted_at, record.failed_at) if t is not None]
-    return not attempts or now - max(attempts) >= interval
+    fitted, failed = record.fitted_at, record.failed_at
+    if failed is not None and (fitted is None or failed > fitted):
+        return now - failed >= retry_delay(record.failures, interval)
+    if fitted is None:
+        return True
+    grown = customers is not None and customers >= REFIT_GROWTH * max(1, record.n_customers)
+    return grown or now - fitted >= interval
+
+
+async def count_customers(client: Any, settings: Settings) -> int:
+    """Customers stored in the table of this app id (one pipelined HLEN per partition)."""
+    layout = KeyLayout(settings.app_id, TABLE)
+    pipe = client.pipeline(transaction=False)
+    for partition in range(settings.partitions):
+        pipe.hlen(layout.data_key(partition))
+    return sum(int(n) for n in await pipe.execute())
 
 
 @dataclass
@@ -353,12 +397,14 @@ def install(app: faust.App, settings: Settings, processor: Processor) -> ModelIn
         except Exception:  # Redis away: keep the model in force, try again next tick
             log.exception("model reload failed; version %s stays in force", model.record.version)
 
-    @app.timer(interval=min(settings.fit_interval, 60.0))
+    @app.timer(interval=min(settings.fit_interval, FIT_TICK_SECONDS))
     async def periodic_fit() -> None:
-        """Fit when the last attempt is older than LTV_FIT_INTERVAL (one worker at a time)."""
+        """Fit when ``due`` says so (one worker at a time, under the fit lock)."""
         now = datetime.now(UTC)
         try:
-            if not due(await load_model(client, settings.app_id), now, interval):
+            record = await load_model(client, settings.app_id)
+            customers = await count_customers(client, settings)
+            if not due(record, now, interval, customers):
                 return
             outcome = await run_fit(client, settings, processor.clock(now))
         except Exception:  # Redis away (fit errors are handled by run_fit): next tick

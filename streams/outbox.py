@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable, Mapping, Sequence
 
 from aiokafka.structs import RecordMetadata
 from faust.types import AppT
@@ -25,7 +25,7 @@ class CustomerOutbox:
     that order, so a customer's resent updates keep their version order.
     """
 
-    def __init__(self, app: AppT, topics: Mapping[OutputKind, str]) -> None:
+    def __init__(self, app: AppT, topics: Mapping[OutputKind, Sequence[str]]) -> None:
         self.app = app
         self.topics = topics
         self.queued: deque[Output] = deque()
@@ -43,6 +43,6 @@ class CustomerOutbox:
         producer = self.app.producer
         while self.queued:
             output = self.queued.popleft()
-            topic = self.topics[output.kind]
-            sent.append(await producer.send(topic, output.key, output.value, None, None, None))
+            for topic in self.topics[output.kind]:
+                sent.append(await producer.send(topic, output.key, output.value, None, None, None))
         await asyncio.gather(*sent)

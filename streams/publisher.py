@@ -25,12 +25,15 @@ async def publish(
     rate: float | None = None,
     limit: int | None = None,
     on_sent: Callable[[int], None] | None = None,
+    live: Callable[[DemoEvent], bool] | None = None,
 ) -> int:
     """Send ``events`` keyed by customer id; return how many were sent.
 
     ``rate`` paces sending to that many events per second (None: as fast as
-    the producer batches). Every send is acknowledged before returning, so a
-    caller that exits afterwards has lost nothing.
+    the producer batches). With ``live``, the events before the first one it
+    accepts go out unpaced (a shop's history, backfilled) and pacing starts
+    there. Every send is acknowledged before returning, so a caller that
+    exits afterwards has lost nothing.
     """
     await ensure_topics(settings)
     topic_of = {"purchase": settings.topic_purchases, "cancellation": settings.topic_cancellations}
@@ -43,13 +46,17 @@ async def publish(
     await producer.start()
     sent = 0
     pending: list[asyncio.Future[object]] = []
-    started = time.monotonic()
+    # When pacing started, and how many had been sent then (None: not yet).
+    paced: tuple[float, int] | None = None
     try:
         for event in events:
             if limit is not None and sent >= limit:
                 break
-            if rate:
-                ahead = started + sent / rate - time.monotonic()
+            if rate and paced is None and (live is None or live(event)):
+                paced = (time.monotonic(), sent)
+            if rate and paced is not None:
+                started, before = paced
+                ahead = started + (sent - before) / rate - time.monotonic()
                 if ahead > 0:
                     await asyncio.sleep(ahead)  # pacing a live feed, not awaiting a condition
             pending.append(
@@ -58,7 +65,7 @@ async def publish(
                 )
             )
             sent += 1
-            if len(pending) >= 1000 or rate:
+            if len(pending) >= 1000 or paced is not None:
                 await asyncio.gather(*pending)
                 pending.clear()
                 if on_sent is not None:

@@ -40,6 +40,8 @@ class Settings(BaseSettings):
     topic_updates: str = "ltv.updates"
     topic_churn: str = "ltv.churn-risk"
     topic_dead_letter: str = "ltv.dead-letter"
+    #: Compacted: the latest ltv.updates record of every customer, to bootstrap from.
+    topic_customers: str = "ltv.customers"
 
     base_currency: str = Field("USD", pattern=r"^[A-Z]{3}$")
     fx_rates: Path | None = None
@@ -138,6 +140,7 @@ class Settings(BaseSettings):
             self.topic_updates,
             self.topic_churn,
             self.topic_dead_letter,
+            self.topic_customers,
         ]
         if len(set(names)) != len(names):
             raise ValueError("LTV_TOPIC_* names must all differ")

@@ -270,7 +270,7 @@ class UnitOfWork(Service):
             store.set_persisted_offset(TP(tp.topic, tp.partition), offset)
         topics = self.output_topics
         await self.batches.send(
-            OutgoingRecord(topics[o.kind], None, o.key, o.value) for o in outputs
+            OutgoingRecord(topic, None, o.key, o.value) for o in outputs for topic in topics[o.kind]
         )
 
     # -- following Faust's assignment ---------------------------------------------

@@ -9,9 +9,20 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer
 
+from streams.admin import ensure_topics
 from streams.settings import Settings
 
-_FIELDS = ("version", "orders", "net_revenue", "total_ltv", "p_alive", "churn_risk", "segment")
+#: What an ltv.updates line shows, in this order (fields that are null are left out).
+_FIELDS = (
+    "version",
+    "orders",
+    "net_revenue",
+    "total_ltv",
+    "predicted_ltv",
+    "p_alive",
+    "churn_risk",
+    "segment",
+)
 
 
 def summarise(value: bytes) -> str:
@@ -25,8 +36,13 @@ def summarise(value: bytes) -> str:
         return f"dead letter from {body['source_topic']} ({error['code']}): {error['message']}"
     if "current" in body and "previous" in body:
         return f"{body.get('customer_id')}: risk {body['previous']} -> {body['current']}"
-    shown = " ".join(f"{k}={body[k]}" for k in _FIELDS if body.get(k) is not None)
+    shown = " ".join(f"{k}={_shown(body[k])}" for k in _FIELDS if body.get(k) is not None)
     return f"{body.get('customer_id')}: {shown}"
+
+
+def _shown(value: Any) -> str:
+    """Probabilities to two places: a terminal line, not a record."""
+    return f"{value:.2f}" if isinstance(value, float) else str(value)
 
 
 async def watch(
@@ -38,6 +54,7 @@ async def watch(
     timeout: float | None = None,
 ) -> int:
     """Print records of ``topic`` until ``count`` were seen or ``timeout`` seconds passed."""
+    await ensure_topics(settings)  # a watch started before the worker finds its topics ready
     consumer = AIOKafkaConsumer(
         topic,
         bootstrap_servers=settings.bootstrap_servers,

@@ -94,6 +94,10 @@ class Deployment:
     def dead_letter(self) -> str:
         return self.topic("dead-letter")
 
+    @property
+    def latest(self) -> str:
+        return self.topic("customers")
+
     def env(self, web_port: int) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("LTV_")}
         env.update(
@@ -108,6 +112,7 @@ class Deployment:
                 "LTV_TOPIC_UPDATES": self.updates,
                 "LTV_TOPIC_CHURN": self.churn,
                 "LTV_TOPIC_DEAD_LETTER": self.dead_letter,
+                "LTV_TOPIC_CUSTOMERS": self.latest,
                 "LTV_DATA_DIR": str(self.tmp / "faust"),
             }
         )

@@ -23,6 +23,8 @@ from state.model_store import FittedModel, ModelRecord, load_model, lock_key, mo
 from state.store.keys import KeyLayout
 from streams.auth import authorized
 from streams.fit import (
+    REFIT_GROWTH,
+    RETRY_FIRST,
     FitError,
     ModelInForce,
     Population,
@@ -30,6 +32,7 @@ from streams.fit import (
     fit_population,
     monthly_churn,
     parse_as_of,
+    retry_delay,
     run_fit,
     subscription_exposure,
 )
@@ -266,7 +269,34 @@ def test_due_after_the_interval_since_the_last_attempt() -> None:
     assert not due(record, record.fitted_at + timedelta(minutes=59), hour)
     assert due(record, record.fitted_at + hour, hour)
     failed = record.failed("x", record.fitted_at + 2 * hour)
-    assert not due(failed, record.fitted_at + 2.5 * hour, hour)
+    assert failed.failures == 1 and failed.version == record.version
+    assert ModelRecord.loads(failed.dumps()) == failed
+
+
+def test_a_failed_fit_is_retried_soon_then_less_and_less_often() -> None:
+    hour = timedelta(hours=1)
+    first = ModelRecord().failed("FitError: did not converge", T0)
+    assert not due(first, T0 + RETRY_FIRST - timedelta(seconds=1), hour)
+    assert due(first, T0 + RETRY_FIRST, hour)
+    record, delays = first, []
+    for n in range(1, 12):
+        delays.append(retry_delay(record.failures, hour))
+        assert record.failures == n
+        record = record.failed("again", T0)
+    assert delays[:3] == [RETRY_FIRST, 2 * RETRY_FIRST, 4 * RETRY_FIRST]
+    assert delays == sorted(delays) and delays[-1] == hour
+    # A success after failures starts the count again.
+    assert sample_record().failures == 0
+
+
+def test_a_model_fitted_on_a_fraction_of_todays_customers_is_refitted_at_once() -> None:
+    hour = timedelta(hours=1)
+    record = sample_record()
+    assert record.fitted_at is not None
+    soon = record.fitted_at + timedelta(minutes=1)
+    assert not due(record, soon, hour, customers=None)
+    assert not due(record, soon, hour, customers=REFIT_GROWTH * record.n_customers - 1)
+    assert due(record, soon, hour, customers=REFIT_GROWTH * record.n_customers)
 
 
 def test_model_in_force_swaps_the_processor_model_and_metrics() -> None:
