@@ -9,11 +9,17 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
+from state.model_store import model_key
+from state.store.keys import KeyLayout
 from streams.settings import Settings
+
+#: The table whose Redis keys a deployment owns (``streams.app``).
+TABLE = "customers"
 
 #: Longest wait for the partitions of created topics to get leaders (seconds).
 LEADER_TIMEOUT = 30.0
@@ -129,3 +135,31 @@ async def _check_configs(admin: AIOKafkaAdminClient, wanted: dict[str, dict[str,
                         f"topic {name!r} has {key}={actual.get(key)!r}, the service needs "
                         f"{key}={value!r}; alter the topic's config or recreate it"
                     )
+
+
+async def drop_deployment(settings: Settings, redis: Any) -> tuple[list[str], int]:
+    """Delete the topics and the Redis state of the deployment ``LTV_APP_ID``.
+
+    For a deployment that is thrown away after use (each ``make run`` is a
+    new demo shop): its topics (``topic_names`` and Faust's internal
+    ``<app id>-...`` topics), its table and its model. Returns the topics
+    deleted and the number of Redis keys deleted.
+    """
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    await admin.start()
+    try:
+        own = set(topic_names(settings))
+        topics = sorted(
+            t for t in await admin.list_topics() if t in own or t.startswith(f"{settings.app_id}-")
+        )
+        if topics:
+            await admin.delete_topics(topics)
+    finally:
+        await admin.close()
+    patterns = (KeyLayout(settings.app_id, TABLE).scan_pattern(), f"{model_key(settings.app_id)}*")
+    deleted = 0
+    for pattern in patterns:
+        keys = [key async for key in redis.scan_iter(match=pattern, count=1000)]
+        for start in range(0, len(keys), 1000):
+            deleted += int(await redis.delete(*keys[start : start + 1000]))
+    return topics, deleted
