@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from streams.kafka_security import kafka_client
 from streams.settings import Settings
 
 
@@ -35,7 +36,7 @@ async def ensure_topics(settings: Settings) -> list[str]:
     the ``customers`` table is co-partitioned with them, and Faust would
     otherwise crash its agents while the process stays up doing nothing.
     """
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    admin = AIOKafkaAdminClient(**kafka_client(settings))
     await admin.start()
     try:
         existing = set(await admin.list_topics())

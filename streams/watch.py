@@ -9,6 +9,7 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer
 
+from streams.kafka_security import kafka_client
 from streams.settings import Settings
 
 _FIELDS = ("version", "orders", "net_revenue", "total_ltv", "p_alive", "churn_risk", "segment")
@@ -40,7 +41,7 @@ async def watch(
     """Print records of ``topic`` until ``count`` were seen or ``timeout`` seconds passed."""
     consumer = AIOKafkaConsumer(
         topic,
-        bootstrap_servers=settings.bootstrap_servers,
+        **kafka_client(settings),
         auto_offset_reset="earliest" if from_beginning else "latest",
         enable_auto_commit=False,
         group_id=None,
