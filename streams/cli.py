@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import importlib.util
 import logging
+import ssl
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -67,6 +68,9 @@ def _cmd_worker(args: argparse.Namespace) -> int:
             asyncio.run(ensure_topics(settings))
         except TopicLayoutError as exc:
             print(f"ltv: {exc}", file=sys.stderr)
+            return 2
+        except ssl.SSLError as exc:
+            print(f"ltv: cannot load the LTV_KAFKA_SSL_* files: {exc}", file=sys.stderr)
             return 2
         except KafkaError as exc:
             print(

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ssl
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -193,3 +195,34 @@ def test_security_variables_name_every_setting() -> None:
         "LTV_KAFKA_SSL_CERTFILE",
         "LTV_KAFKA_SSL_KEYFILE",
     } == SECURITY_VARIABLES
+
+
+@pytest.mark.parametrize(
+    ("env", "start"),
+    [
+        ({}, "ltv: cannot use Kafka at 127.0.0.1:1 (LTV_KAFKA_SECURITY_PROTOCOL=PLAINTEXT): "),
+        (
+            {"LTV_KAFKA_SECURITY_PROTOCOL": "SSL", "LTV_KAFKA_SSL_CERTFILE": "JUNK"},
+            "ltv: cannot load the LTV_KAFKA_SSL_* files: ",
+        ),
+    ],
+)
+def test_worker_stops_with_one_line_when_kafka_cannot_be_used(
+    tmp_path: Path, env: dict[str, str], start: str
+) -> None:
+    """Nothing listens on port 1 of loopback: the first connection fails at once."""
+    junk = tmp_path / "junk.pem"
+    junk.write_text("not a certificate")
+    env = {k: str(junk) if v == "JUNK" else v for k, v in env.items()}
+    proc = subprocess.run(
+        [sys.executable, "-m", "streams.cli", "worker"],
+        env={"PATH": "/usr/bin:/bin", "LTV_BROKER": "127.0.0.1:1", **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 2
+    lines = (proc.stdout + proc.stderr).strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith(start), lines[0]
