@@ -23,6 +23,8 @@ _SECRET_FIELDS = frozenset({"api_token", "kafka_sasl_password"})
 
 KafkaSecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
+_SASL_FIELDS = ("kafka_sasl_mechanism", "kafka_sasl_username", "kafka_sasl_password")
+_TLS_FIELDS = ("kafka_ssl_cafile", "kafka_ssl_certfile", "kafka_ssl_keyfile")
 
 
 class SettingsError(ValueError):
@@ -201,19 +203,15 @@ def kafka_security_problem(settings: Settings) -> str | None:
     otherwise surface as a confusing broker error, or not at all.
     """
     protocol = settings.kafka_security_protocol
-    sasl = protocol.startswith("SASL_")
-    tls = protocol in ("SSL", "SASL_SSL")
     where = f"LTV_KAFKA_SECURITY_PROTOCOL={protocol}"
-    if sasl:
-        for name in ("kafka_sasl_mechanism", "kafka_sasl_username", "kafka_sasl_password"):
-            if getattr(settings, name) is None:
-                return f"{where} needs LTV_{name.upper()}"
-    else:
-        for name in ("kafka_sasl_mechanism", "kafka_sasl_username", "kafka_sasl_password"):
-            if getattr(settings, name) is not None:
-                return f"LTV_{name.upper()} is set but {where} uses no SASL"
-    if not tls:
-        for name in ("kafka_ssl_cafile", "kafka_ssl_certfile", "kafka_ssl_keyfile"):
+    sasl = protocol.startswith("SASL_")
+    for name in _SASL_FIELDS:
+        if sasl and getattr(settings, name) is None:
+            return f"{where} needs LTV_{name.upper()}"
+        if not sasl and getattr(settings, name) is not None:
+            return f"LTV_{name.upper()} is set but {where} uses no SASL"
+    if protocol not in ("SSL", "SASL_SSL"):
+        for name in _TLS_FIELDS:
             if getattr(settings, name) is not None:
                 return f"LTV_{name.upper()} is set but {where} uses no TLS"
     if settings.kafka_ssl_keyfile is not None and settings.kafka_ssl_certfile is None:
