@@ -1,7 +1,9 @@
 """What every worker benchmark shares: infra options, the synthetic feed, workers as processes.
 
 A benchmark runs real ``ltv worker`` processes against the shared broker and
-Redis, each on fresh topics and a fresh app id (so nothing of a previous run
+Redis (a secured broker too: the LTV_KAFKA_* security variables of the
+bench's environment reach the workers and every client of the bench, see
+``Infra.kafka``), each on fresh topics and a fresh app id (so nothing of a previous run
 is read), and removes its topics and Redis keys afterwards. Figures are read
 from the worker's own /metrics, so the bench measures the service as
 deployed, not an in-process imitation of it.
@@ -30,10 +32,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
-import redis
 from aiokafka.admin import AIOKafkaAdminClient
 
+from state.store.config import StoreConfig
 from streams.demo import DemoFeed
+from streams.kafka_security import SECURITY_VARIABLES, kafka_client
 from streams.publisher import publish
 from streams.settings import Settings
 
@@ -54,6 +57,12 @@ class Infra:
 
     bootstrap: str
     redis_url: str
+    #: The LTV_KAFKA_* security variables (SASL, TLS) of the bench's environment.
+    kafka_env: Mapping[str, str] = field(default_factory=dict)
+
+    def kafka(self) -> dict[str, Any]:
+        """Connection arguments of the bench's own aiokafka clients: servers and security."""
+        return kafka_client(settings_for({"LTV_BROKER": self.bootstrap, **self.kafka_env}))
 
 
 def add_common_args(parser: argparse.ArgumentParser) -> None:
@@ -69,7 +78,8 @@ def add_common_args(parser: argparse.ArgumentParser) -> None:
 
 
 def infra(args: argparse.Namespace) -> Infra:
-    return Infra(args.bootstrap, args.redis_url)
+    kafka_env = {k: v for k, v in os.environ.items() if k in SECURITY_VARIABLES}
+    return Infra(args.bootstrap, args.redis_url, kafka_env)
 
 
 def run_id() -> str:
@@ -102,6 +112,7 @@ def settings_env(topics: str, app_id: str, servers: Infra) -> dict[str, str]:
         "LTV_TOPIC_DEAD_LETTER": f"{app_id}.dead-letter",
         "LTV_TOPIC_CUSTOMERS": f"{app_id}.customers",
         "LTV_DATA_DIR": str(LOG_DIR / "data"),
+        **servers.kafka_env,
     }
 
 
@@ -337,8 +348,8 @@ def drain_rate(workers: list[Worker], total: int, timeout: float) -> Drain:
     return Drain((total - first[1]) / elapsed, elapsed, cpu / elapsed)
 
 
-async def _delete_topics(prefixes: tuple[str, ...], bootstrap: str) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+async def _delete_topics(prefixes: tuple[str, ...], servers: Infra) -> None:
+    admin = AIOKafkaAdminClient(**servers.kafka())
     await admin.start()
     try:
         doomed = [t for t in await admin.list_topics() if t.startswith(prefixes)]
@@ -350,8 +361,8 @@ async def _delete_topics(prefixes: tuple[str, ...], bootstrap: str) -> None:
 
 def cleanup(prefixes: tuple[str, ...], servers: Infra) -> None:
     """Delete the run's topics and every Redis key naming one of ``prefixes``."""
-    asyncio.run(_delete_topics(prefixes, servers.bootstrap))
-    client = redis.Redis.from_url(servers.redis_url)
+    asyncio.run(_delete_topics(prefixes, servers))
+    client = StoreConfig.from_url(servers.redis_url).sync_client()
     for prefix in prefixes:
         batch: list[bytes] = []
         for key in client.scan_iter(match=f"*{prefix}*", count=10_000):

@@ -31,7 +31,6 @@ from dataclasses import replace
 from datetime import UTC, datetime
 
 import orjson
-import redis
 from _harness import Infra, feed
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -43,6 +42,7 @@ from state.customer import CustomerState, StateConfig, apply_cancellation, apply
 from state.customer import new_state as empty_state
 from state.events import decode_cancellation, decode_purchase
 from state.fx import load_fx_table
+from state.store.config import StoreConfig
 from state.store.keys import OFFSET_FIELD, KeyLayout
 from streams.demo import DemoEvent
 from streams.settings import Settings
@@ -90,16 +90,14 @@ async def _write_changelog(
     topic: str, partitions: int, items: list[tuple[int, bytes, bytes]], servers: Infra
 ) -> dict[int, int]:
     """Produce the changelog; return each partition's last offset."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=servers.bootstrap)
+    admin = AIOKafkaAdminClient(**servers.kafka())
     await admin.start()
     try:
         compacted = {"cleanup.policy": "compact"}
         await admin.create_topics([NewTopic(topic, partitions, 1, topic_configs=compacted)])
     finally:
         await admin.close()
-    producer = AIOKafkaProducer(
-        bootstrap_servers=servers.bootstrap, linger_ms=20, max_batch_size=1_000_000, acks=1
-    )
+    producer = AIOKafkaProducer(**servers.kafka(), linger_ms=20, max_batch_size=1_000_000, acks=1)
     await producer.start()
     last: dict[int, int] = {}
     try:
@@ -124,7 +122,7 @@ def populate(n: int, settings: Settings, servers: Infra) -> dict[str, float]:
     items = [(partition_of(k, parts), k, v) for k, v in states(n)]
     topic = f"{settings.app_id}-{TABLE}-changelog"
     last = asyncio.run(_write_changelog(topic, parts, items, servers))
-    client = redis.Redis.from_url(servers.redis_url)
+    client = StoreConfig.from_url(servers.redis_url).sync_client()
     before = int(client.info("memory")["used_memory"])
     layout = KeyLayout(settings.app_id, TABLE)
     rng = random.Random(n)

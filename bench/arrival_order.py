@@ -37,7 +37,6 @@ from typing import Any
 
 import online_retail
 import orjson
-import redis
 from _harness import (
     ROOT,
     Infra,
@@ -58,6 +57,7 @@ from state.customer import CustomerState, StateConfig, apply_cancellation, apply
 from state.envelope import customer_state
 from state.events import decode_cancellation, decode_purchase
 from state.fx import load_fx_table
+from state.store.config import StoreConfig
 from state.store.keys import KeyLayout
 from streams.demo import DemoEvent
 from streams.publisher import publish
@@ -88,7 +88,7 @@ class Run:
         return asyncio.run(publish(events, self.settings))
 
     def states(self) -> dict[str, CustomerState]:
-        client = redis.Redis.from_url(self.servers.redis_url)
+        client = StoreConfig.from_url(self.servers.redis_url).sync_client()
         layout = KeyLayout(self.app_id, "customers")
         out = {}
         for partition in range(self.settings.partitions):
@@ -98,7 +98,7 @@ class Run:
         return out
 
     def dead_letters(self) -> list[dict[str, Any]]:
-        return asyncio.run(_read_all(self.settings.topic_dead_letter, self.servers.bootstrap))
+        return asyncio.run(_read_all(self.settings.topic_dead_letter, self.servers))
 
     def stop(self) -> None:
         for worker in self.workers:
@@ -106,9 +106,9 @@ class Run:
         cleanup((self.app_id,), self.servers)
 
 
-async def _read_all(topic: str, bootstrap: str) -> list[dict[str, Any]]:
+async def _read_all(topic: str, servers: Infra) -> list[dict[str, Any]]:
     consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None
+        topic, **servers.kafka(), auto_offset_reset="earliest", group_id=None
     )
     await consumer.start()
     try:

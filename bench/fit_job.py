@@ -40,8 +40,9 @@ from state.customer import CustomerState, StateConfig, apply_purchase, new_state
 from state.events import Purchase
 from state.fx import load_fx_table
 from state.model_store import model_key
+from state.store.config import StoreConfig
 from state.store.keys import KeyLayout
-from streams.fit import TABLE, redis_for, run_fit
+from streams.fit import TABLE, run_fit
 from streams.settings import Settings
 
 ORIGIN = datetime(1997, 1, 1, tzinfo=UTC)
@@ -143,7 +144,7 @@ def cleanup(app_id: str, partitions: int) -> None:
 
 
 async def run_job(settings: Settings, as_of: datetime) -> None:
-    client = redis_for(settings)
+    client = StoreConfig.from_url(settings.redis_url).async_client()
     try:
         started = time.perf_counter()
         outcome = await run_fit(client, settings, as_of)

@@ -38,6 +38,7 @@ from _harness import (
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from streams.admin import ensure_topics
+from streams.kafka_security import kafka_client
 from streams.settings import Settings
 
 #: Producer pacing step: the feed is sent in slices of rate * STEP events.
@@ -45,7 +46,7 @@ STEP = 0.01
 
 
 async def _produce(settings: Settings, rate: float, seconds: float, sent: dict[str, float]) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, linger_ms=1)
+    producer = AIOKafkaProducer(**kafka_client(settings), linger_ms=1)
     await producer.start()
     topic = {"purchase": settings.topic_purchases, "cancellation": settings.topic_cancellations}
     events = iter(feed(100_000))
@@ -71,9 +72,7 @@ async def _consume(
     topic: str, servers: Infra, sent: dict[str, float], until: float
 ) -> list[tuple[float, float]]:
     """(sent at, latency) of every update whose cause is a purchase this process sent."""
-    consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=servers.bootstrap, auto_offset_reset="earliest"
-    )
+    consumer = AIOKafkaConsumer(topic, **servers.kafka(), auto_offset_reset="earliest")
     await consumer.start()
     seen: list[tuple[float, float]] = []
     try:

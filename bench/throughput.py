@@ -65,12 +65,12 @@ async def baseline(topics: list[str], output: str, total: int, servers: Infra) -
     """Events/s of a plain consume -> aggregate -> produce loop over ``total`` records."""
     consumer = AIOKafkaConsumer(
         *topics,
-        bootstrap_servers=servers.bootstrap,
+        **servers.kafka(),
         group_id=f"{output}-group",
         auto_offset_reset="earliest",
         enable_auto_commit=True,
     )
-    producer = AIOKafkaProducer(bootstrap_servers=servers.bootstrap, linger_ms=5)
+    producer = AIOKafkaProducer(**servers.kafka(), linger_ms=5)
     await consumer.start()
     await producer.start()
     totals: dict[bytes, float] = defaultdict(float)

@@ -16,6 +16,7 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from state.model_store import model_key
 from state.store.keys import KeyLayout
+from streams.kafka_security import kafka_client
 from streams.settings import Settings
 
 #: The table whose Redis keys a deployment owns (``streams.app``).
@@ -58,7 +59,7 @@ async def ensure_topics(settings: Settings) -> list[str]:
     the ``customers`` table is co-partitioned with them, and Faust would
     otherwise crash its agents while the process stays up doing nothing.
     """
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    admin = AIOKafkaAdminClient(**kafka_client(settings))
     await admin.start()
     try:
         existing = set(await admin.list_topics())
@@ -145,7 +146,7 @@ async def drop_deployment(settings: Settings, redis: Any) -> tuple[list[str], in
     ``<app id>-...`` topics), its table and its model. Returns the topics
     deleted and the number of Redis keys deleted.
     """
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    admin = AIOKafkaAdminClient(**kafka_client(settings))
     await admin.start()
     try:
         own = set(topic_names(settings))

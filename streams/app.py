@@ -14,6 +14,7 @@ from faust.types import TableT
 
 import state.store
 from state.envelope import OutputKind
+from streams.kafka_security import faust_credentials
 from streams.outbox import CustomerOutbox
 from streams.settings import Settings
 
@@ -23,6 +24,8 @@ def _make_app(conf: Settings) -> faust.App:
     return faust.App(
         conf.app_id,
         broker=conf.broker,
+        # SASL / TLS of Faust's own consumer and producer (streams.kafka_security).
+        broker_credentials=faust_credentials(conf),
         # Every table lives in Redis (state.store): restarts resume without replay.
         store=conf.redis_url,
         topic_partitions=conf.partitions,

@@ -5,9 +5,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib.util
+import logging
+import ssl
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 
+from state.store.config import mask_url
 from streams.settings import Settings, SettingsError, load_settings
 
 
@@ -19,17 +24,62 @@ def _settings_or_exit() -> Settings:
         raise SystemExit(2) from None
 
 
+class _LastKafkaError(logging.Handler):
+    """Keeps the last error aiokafka logs instead of printing it.
+
+    aiokafka logs why it could not connect (refused, SASL authentication
+    failed, TLS handshake ...) and then raises only "Unable to bootstrap
+    from ...": the logged reason is the one worth the operator's one line.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.message: str | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.message = record.getMessage()
+
+
+@contextmanager
+def _kafka_errors_kept() -> Iterator[_LastKafkaError]:
+    """While the block runs, aiokafka's errors are kept by the handler yielded, not printed."""
+    logger = logging.getLogger("aiokafka")
+    handler = _LastKafkaError()
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        yield handler
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = True
+
+
 def _cmd_worker(args: argparse.Namespace) -> int:
+    from aiokafka.errors import KafkaError
+
     from streams.admin import TopicLayoutError, ensure_topics
 
     settings = _settings_or_exit()
-    try:
-        # Before subscribing: a consumer's metadata request would otherwise make
-        # the broker auto-create missing input topics with its default layout.
-        asyncio.run(ensure_topics(settings))
-    except TopicLayoutError as exc:
-        print(f"ltv: {exc}", file=sys.stderr)
-        return 2
+    with _kafka_errors_kept() as kafka_error:
+        try:
+            # Before subscribing: a consumer's metadata request would otherwise make
+            # the broker auto-create missing input topics with its default layout.
+            # It is also the first connection: bad credentials end the worker here.
+            asyncio.run(ensure_topics(settings))
+        except TopicLayoutError as exc:
+            print(f"ltv: {exc}", file=sys.stderr)
+            return 2
+        except ssl.SSLError as exc:
+            print(f"ltv: cannot load the LTV_KAFKA_SSL_* files: {exc}", file=sys.stderr)
+            return 2
+        except KafkaError as exc:
+            print(
+                f"ltv: cannot use Kafka at {settings.bootstrap_servers} "
+                f"(LTV_KAFKA_SECURITY_PROTOCOL={settings.kafka_security_protocol}): "
+                f"{kafka_error.message or exc}",
+                file=sys.stderr,
+            )
+            return 2
     if settings.event_loop == "uvloop":
         if importlib.util.find_spec("uvloop") is None:
             print(
@@ -43,7 +93,13 @@ def _cmd_worker(args: argparse.Namespace) -> int:
     from streams.worker import build_worker
 
     app = build_worker(settings)
-    sys.argv = ["ltv", "worker", "--loglevel", args.loglevel]
+    store = mask_url(settings.redis_url)
+    quiet = []
+    if store != settings.redis_url:
+        # Faust's start-up banner prints the store URL as given, password included.
+        quiet = ["--quiet"]
+        print(f"ltv worker {settings.app_id}: broker {settings.broker}, store {store}")
+    sys.argv = ["ltv", *quiet, "worker", "--loglevel", args.loglevel]
     app.main()
     return 0
 

@@ -301,11 +301,6 @@ async def run_fit(client: Any, settings: Settings, as_of: datetime) -> FitOutcom
         await release_lock(client, settings.app_id, token)
 
 
-def redis_for(settings: Settings) -> Any:
-    """An asyncio client for the store URL (store options removed, Cluster honoured)."""
-    return StoreConfig.from_url(settings.redis_url).async_client()
-
-
 def retry_delay(failures: int, interval: timedelta) -> timedelta:
     """How long after its ``failures``-th failure in a row a fit is tried again.
 
@@ -385,7 +380,7 @@ class ModelInForce:
 
 def install(app: faust.App, settings: Settings, processor: Processor) -> ModelInForce:
     """Attach the periodic fit and the model reload timers to the worker's app."""
-    client = redis_for(settings)
+    client = StoreConfig.from_url(settings.redis_url).async_client()
     model = ModelInForce(processor)
     interval = timedelta(seconds=settings.fit_interval)
 
@@ -435,7 +430,7 @@ async def fit_command(settings: Settings, as_of_text: str | None, *, wait: float
     except ValueError as exc:
         print(f"ltv fit: {exc}", file=sys.stderr)
         return 2
-    client = redis_for(settings)
+    client = StoreConfig.from_url(settings.redis_url).async_client()
     deadline = time.monotonic() + wait
     try:
         outcome = await run_fit(client, settings, as_of)

@@ -21,10 +21,10 @@ from typing import Any
 import faust
 from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
-from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth, server_list
 from faust.types import TP
 from prometheus_client import Gauge
 
+from streams.kafka_security import kafka_client
 from streams.metrics import Metrics
 from streams.unit_of_work import UnitOfWork
 
@@ -138,11 +138,9 @@ class LagMonitor:
 
     async def _admin_client(self) -> AIOKafkaAdminClient:
         if self._admin is None:
-            conf = self.app.conf
             admin = AIOKafkaAdminClient(
-                bootstrap_servers=server_list(conf.broker, 9092),
-                client_id=f"{conf.id}-lag",
-                **credentials_to_aiokafka_auth(conf.broker_credentials, conf.ssl_context),
+                client_id=f"{self.app.conf.id}-lag",
+                **kafka_client(self.inputs.service.settings),
             )
             await admin.start()
             self._admin = admin

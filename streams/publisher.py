@@ -15,6 +15,7 @@ from aiokafka import AIOKafkaProducer
 
 from streams.admin import ensure_topics
 from streams.demo import DemoEvent
+from streams.kafka_security import kafka_client
 from streams.settings import Settings
 
 
@@ -38,7 +39,7 @@ async def publish(
     await ensure_topics(settings)
     topic_of = {"purchase": settings.topic_purchases, "cancellation": settings.topic_cancellations}
     producer = AIOKafkaProducer(
-        bootstrap_servers=settings.bootstrap_servers,
+        **kafka_client(settings),
         linger_ms=5,
         acks="all",
         enable_idempotence=True,

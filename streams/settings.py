@@ -12,10 +12,19 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, FilePath, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from state.store.config import StoreConfig, mask_url
+
 _ID_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-"
+#: Fields whose value an error message must never echo.
+_SECRET_FIELDS = frozenset({"api_token", "kafka_sasl_password"})
+
+KafkaSecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
+_SASL_FIELDS = ("kafka_sasl_mechanism", "kafka_sasl_username", "kafka_sasl_password")
+_TLS_FIELDS = ("kafka_ssl_cafile", "kafka_ssl_certfile", "kafka_ssl_keyfile")
 
 
 class SettingsError(ValueError):
@@ -68,6 +77,19 @@ class Settings(BaseSettings):
     # Seconds between ticks of the inactivity timer (streams.inactivity).
     inactivity_interval: float = Field(60.0, gt=0.0, le=86400.0)
 
+    # Kafka client security (README "Secured clusters"); streams.kafka_security
+    # turns these into the credentials of every Kafka client of the project.
+    kafka_security_protocol: KafkaSecurityProtocol = "PLAINTEXT"
+    kafka_sasl_mechanism: SaslMechanism | None = None
+    kafka_sasl_username: str | None = Field(None, min_length=1)
+    kafka_sasl_password: SecretStr | None = None
+    # CA bundle to verify the brokers with (default: the system's trust store).
+    kafka_ssl_cafile: FilePath | None = None
+    # Client certificate (PEM) for brokers that require TLS client authentication;
+    # the key may be in the same file or in LTV_KAFKA_SSL_KEYFILE.
+    kafka_ssl_certfile: FilePath | None = None
+    kafka_ssl_keyfile: FilePath | None = None
+
     @field_validator("app_id")
     @classmethod
     def _app_id_chars(cls, value: str) -> str:
@@ -89,8 +111,8 @@ class Settings(BaseSettings):
     @field_validator("redis_url")
     @classmethod
     def _redis_url(cls, value: str) -> str:
-        if not value.startswith(("redis://", "rediss://", "redis+cluster://")):
-            raise ValueError("must start with redis://, rediss:// or redis+cluster://")
+        # The store's own parser: what passes here is what the store accepts.
+        StoreConfig.from_url(value)
         return value
 
     @field_validator("risk_thresholds", mode="before")
@@ -146,6 +168,13 @@ class Settings(BaseSettings):
             raise ValueError("LTV_TOPIC_* names must all differ")
         return self
 
+    @model_validator(mode="after")
+    def _kafka_security(self) -> Settings:
+        problem = kafka_security_problem(self)
+        if problem is not None:
+            raise ValueError(problem)
+        return self
+
     @property
     def topic_inactivity(self) -> str:
         """Internal topic of the inactivity timer, co-partitioned with the inputs.
@@ -169,11 +198,47 @@ def load_settings() -> Settings:
         raise SettingsError(_one_line(exc)) from None
 
 
+def kafka_security_problem(settings: Settings) -> str | None:
+    """Why the LTV_KAFKA_* security settings do not fit together, or None.
+
+    A setting that the chosen protocol would ignore is refused rather than
+    dropped: a password set for a PLAINTEXT listener is a mistake that would
+    otherwise surface as a confusing broker error, or not at all.
+    """
+    protocol = settings.kafka_security_protocol
+    where = f"LTV_KAFKA_SECURITY_PROTOCOL={protocol}"
+    sasl = protocol.startswith("SASL_")
+    for name in _SASL_FIELDS:
+        if sasl and getattr(settings, name) is None:
+            return f"{where} needs LTV_{name.upper()}"
+        if not sasl and getattr(settings, name) is not None:
+            return f"LTV_{name.upper()} is set but {where} uses no SASL"
+    if protocol not in ("SSL", "SASL_SSL"):
+        for name in _TLS_FIELDS:
+            if getattr(settings, name) is not None:
+                return f"LTV_{name.upper()} is set but {where} uses no TLS"
+    if settings.kafka_ssl_keyfile is not None and settings.kafka_ssl_certfile is None:
+        return "LTV_KAFKA_SSL_KEYFILE needs LTV_KAFKA_SSL_CERTFILE (the certificate of that key)"
+    return None
+
+
 def _one_line(exc: ValidationError) -> str:
-    """Render the first validation error as ``LTV_NAME=value: reason``."""
+    """Render the first validation error as ``LTV_NAME=value: reason``.
+
+    Secrets are never echoed: secret fields show ``<hidden>``, a Redis URL
+    its masked form, and errors about several settings at once (no single
+    variable) show no input at all -- that input is every setting.
+    """
     err = exc.errors(include_url=False)[0]
-    loc = err["loc"][0] if err["loc"] else ""
-    var = f"LTV_{str(loc).upper()}" if loc else "configuration"
-    shown = "<hidden>" if loc == "api_token" else repr(err.get("input"))
     more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-    return f"invalid setting {var}={shown}: {err['msg']}{more}"
+    if not err["loc"]:
+        return f"invalid settings: {err['msg']}{more}"
+    loc = str(err["loc"][0])
+    value = err.get("input")
+    if loc in _SECRET_FIELDS:
+        shown = "<hidden>"
+    elif loc == "redis_url" and isinstance(value, str):
+        shown = repr(mask_url(value))
+    else:
+        shown = repr(value)
+    return f"invalid setting LTV_{loc.upper()}={shown}: {err['msg']}{more}"

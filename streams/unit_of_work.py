@@ -52,7 +52,6 @@ from datetime import datetime
 from typing import Any, NoReturn
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
-from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth, server_list
 from faust.types import TP
 from mode import Service
 
@@ -60,6 +59,7 @@ from state.envelope import Output
 from state.store import RedisStore
 from state.store.keys import Index
 from streams.app import ServiceApp
+from streams.kafka_security import kafka_client
 from streams.metrics import METRICS, NO_LEVEL
 from streams.processing import EventType, NextCheck, Processor, Record, Result, utc_now
 from streams.record_batches import OutgoingRecord, RecordBatches
@@ -124,24 +124,23 @@ class UnitOfWork(Service):
 
     async def on_start(self) -> None:
         conf = self.service.app.conf
+        connection = kafka_client(self.service.settings)
         self.consumer = AIOKafkaConsumer(
-            bootstrap_servers=server_list(conf.broker, 9092),
             client_id=f"{conf.id}-inputs",
             group_id=self.group_id,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             max_poll_records=BATCH_SIZE,
-            **credentials_to_aiokafka_auth(conf.broker_credentials, conf.ssl_context),
+            **connection,
         )
         await self.consumer.start()
         producer = AIOKafkaProducer(
-            bootstrap_servers=server_list(conf.broker, 9092),
             client_id=f"{conf.id}-outputs",
             acks="all",
             enable_idempotence=True,
             max_batch_size=min(BATCH_BYTES, conf.producer_max_request_size),
             max_request_size=conf.producer_max_request_size,
-            **credentials_to_aiokafka_auth(conf.broker_credentials, conf.ssl_context),
+            **connection,
         )
         await producer.start()
         self.batches = RecordBatches(producer)

@@ -10,6 +10,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer
 
 from streams.admin import ensure_topics
+from streams.kafka_security import kafka_client
 from streams.settings import Settings
 
 #: What an ltv.updates line shows, in this order (fields that are null are left out).
@@ -57,7 +58,7 @@ async def watch(
     await ensure_topics(settings)  # a watch started before the worker finds its topics ready
     consumer = AIOKafkaConsumer(
         topic,
-        bootstrap_servers=settings.bootstrap_servers,
+        **kafka_client(settings),
         auto_offset_reset="earliest" if from_beginning else "latest",
         enable_auto_commit=False,
         group_id=None,

@@ -106,7 +106,7 @@ from mode import Service
 from yarl import URL
 
 from state.store.buffer import CleanCache, PartitionBuffer, Snapshot
-from state.store.config import StoreConfig
+from state.store.config import StoreConfig, mask_url
 from state.store.keys import INDEXES, OFFSET_FIELD, SOURCE_PREFIX, Index, KeyLayout
 from state.store.metrics import StoreMetrics, default_metrics
 from state.store.outbox import Outbox
@@ -183,6 +183,16 @@ class RedisStore(SerializedStore):  # type: ignore[type-arg]
         self._failing_since: float | None = None
         self._claimed = False
         app.on_partitions_revoked.connect(self._on_partitions_revoked)  # type: ignore[arg-type]
+
+    # -- names in logs ---------------------------------------------------------
+
+    @property
+    def label(self) -> str:
+        """How Faust's log lines name the store: the URL without its password."""
+        return f"{type(self).__name__}: {mask_url(str(self.url))}"
+
+    def __repr__(self) -> str:
+        return f"<{self.label} table_name={self.table_name}>"
 
     # -- health ------------------------------------------------------------
 
