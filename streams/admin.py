@@ -97,6 +97,19 @@ async def ensure_topics(settings: Settings) -> list[str]:
         await admin.close()
 
 
+async def partitions_of(settings: Settings, topic: str) -> list[int]:
+    """The partition numbers of ``topic`` (empty: no such topic)."""
+    admin = AIOKafkaAdminClient(**kafka_client(settings))
+    await admin.start()
+    try:
+        (described,) = await admin.describe_topics([topic])
+        if described["error_code"] != 0:
+            return []
+        return sorted(p["partition"] for p in described["partitions"])
+    finally:
+        await admin.close()
+
+
 async def _await_leaders(admin: AIOKafkaAdminClient, topics: list[str], partitions: int) -> None:
     """Return once every partition of the new ``topics`` has a leader.
 

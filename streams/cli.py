@@ -175,6 +175,32 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     return asyncio.run(fit_command(_settings_or_exit(), args.as_of, wait=args.wait))
 
 
+def _cmd_drop(args: argparse.Namespace) -> int:
+    """Delete the deployment LTV_APP_ID: its topics and its Redis state."""
+    from state.store.config import StoreConfig
+    from streams.admin import drop_deployment
+
+    settings = _settings_or_exit()
+    if not args.yes:
+        print(
+            f"ltv drop: would delete the topics and Redis state of {settings.app_id!r}; "
+            "run again with --yes",
+            file=sys.stderr,
+        )
+        return 2
+
+    async def drop() -> tuple[list[str], int]:
+        client = StoreConfig.from_url(settings.redis_url).async_client()
+        try:
+            return await drop_deployment(settings, client)
+        finally:
+            await client.aclose()
+
+    topics, keys = asyncio.run(drop())
+    print(f"ltv drop: {settings.app_id}: {len(topics)} topics and {keys} Redis keys deleted")
+    return 0
+
+
 def _cmd_customer(args: argparse.Namespace) -> int:
     """Ask a worker for one customer's current valuation (GET /customers/{id})."""
     import urllib.error
@@ -274,6 +300,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--wait", type=float, default=120.0, help="seconds to wait while another fit holds the lock"
     )
     fit.set_defaults(func=_cmd_fit)
+
+    drop = sub.add_parser(
+        "drop",
+        help="delete the topics and Redis state of the deployment LTV_APP_ID (a demo's)",
+    )
+    drop.add_argument("--yes", action="store_true", help="really delete")
+    drop.set_defaults(func=_cmd_drop)
 
     customer = sub.add_parser("customer", help="print a customer's current ltv.updates body")
     customer.add_argument("customer_id")

@@ -7,9 +7,9 @@ import time
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from streams.admin import ensure_topics
+from streams.admin import ensure_topics, partitions_of
 from streams.kafka_security import kafka_client
 from streams.settings import Settings
 
@@ -41,6 +41,30 @@ def summarise(value: bytes) -> str:
     return f"{body.get('customer_id')}: {shown}"
 
 
+async def _start_at(
+    settings: Settings, consumer: AIOKafkaConsumer, topic: str, from_beginning: bool
+) -> None:
+    """Assign every partition of ``topic`` at its beginning or its end.
+
+    Asked for explicitly, the offsets of a topic created a moment ago are
+    retried quietly until its partitions are ready; an offset reset on
+    subscription logs every retry as an error instead.
+    """
+    numbers = await partitions_of(settings, topic)
+    if not numbers:
+        raise SystemExit(f"ltv watch: topic {topic!r} does not exist")
+    partitions = [TopicPartition(topic, p) for p in numbers]
+    if from_beginning:
+        offsets = await consumer.beginning_offsets(partitions)
+    else:
+        offsets = await consumer.end_offsets(partitions)
+    # Positions set in the same step as the assignment: the fetcher never
+    # sees a partition without one, which it would reset on its own.
+    consumer.assign(partitions)
+    for tp, offset in offsets.items():
+        consumer.seek(tp, offset)
+
+
 def _shown(value: Any) -> str:
     """Probabilities to two places: a terminal line, not a record."""
     return f"{value:.2f}" if isinstance(value, float) else str(value)
@@ -56,17 +80,12 @@ async def watch(
 ) -> int:
     """Print records of ``topic`` until ``count`` were seen or ``timeout`` seconds passed."""
     await ensure_topics(settings)  # a watch started before the worker finds its topics ready
-    consumer = AIOKafkaConsumer(
-        topic,
-        **kafka_client(settings),
-        auto_offset_reset="earliest" if from_beginning else "latest",
-        enable_auto_commit=False,
-        group_id=None,
-    )
+    consumer = AIOKafkaConsumer(**kafka_client(settings), enable_auto_commit=False, group_id=None)
     await consumer.start()
     seen = 0
     deadline = None if timeout is None else time.monotonic() + timeout
     try:
+        await _start_at(settings, consumer, topic, from_beginning)
         while count is None or seen < count:
             wait_ms = 1000
             if deadline is not None:
