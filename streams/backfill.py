@@ -207,13 +207,15 @@ async def backfill(
     *,
     rate: float | None,
     line_format: LineFormat | None = None,
-    errors: TextIO = sys.stderr,
+    errors: TextIO | None = None,
 ) -> Report:
     """Send the events of ``path`` with a progress bar; report bad lines on ``errors``.
 
     ``line_format`` is how to read ``--format lines`` (default: the default
-    columns, RFC 3339 times, the base currency).
+    columns, RFC 3339 times, the base currency). ``errors`` defaults to the
+    ``sys.stderr`` of the call, not of the import.
     """
+    errors = errors or sys.stderr
     validator = Validator(
         load_fx_table(
             str(settings.fx_rates) if settings.fx_rates else None, settings.base_currency

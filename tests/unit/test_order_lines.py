@@ -13,6 +13,7 @@ import gzip
 import io
 import random
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -24,7 +25,7 @@ from hypothesis import strategies as st
 from processor_fixtures import replay
 
 from state.fx import load_fx_table
-from streams import cli
+from streams import backfill, cli
 from streams.backfill import Validator, checked, detect_format, open_text
 from streams.demo import DemoEvent
 from streams.order_lines import (
@@ -457,3 +458,36 @@ def test_property_worker_agrees_with_the_oracle(
     conversion = run(text(rng.sample(rows, len(rows))))
     assert conversion.bad == ()
     assert_worker_agrees(rows, conversion)
+
+
+def test_the_cli_backfills_an_export_end_to_end(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Flags to events, Kafka replaced by a list (the publisher is not under test)."""
+    sent: list[DemoEvent] = []
+
+    async def publish(events: Iterable[DemoEvent], settings: object, rate: object) -> int:
+        sent.extend(events)
+        return len(sent)
+
+    monkeypatch.setattr(backfill, "publish", publish)
+    monkeypatch.setenv("LTV_BASE_CURRENCY", "GBP")
+    data = "InvoiceNo,StockCode,Quantity,InvoiceDate,UnitPrice,CustomerID\n"
+    data += "536365,85123A,6,12/1/2010 8:26,2.55,17850\n"
+    data += "536366,22633,6,12/1/2010 8:28,1.85,\n"  # no customer
+    data += "C536379,85123A,-1,12/1/2010 9:41,2.55,17850\n"
+    data += "536380,22633,x,12/1/2010 9:41,1.85,17850\n"  # line 5: bad quantity
+    path = tmp_path / "export.csv.gz"
+    path.write_bytes(gzip.compress(data.encode()))
+    columns = "order=InvoiceNo,customer=CustomerID,time=InvoiceDate,sku=StockCode,"
+    columns += "quantity=Quantity,price=UnitPrice"
+    argv = ["backfill", str(path), "--format", "lines", "--columns", columns]
+    argv += ["--time-format", "%m/%d/%Y %H:%M", "--timezone", "Europe/London"]
+    assert cli.main([*argv, "--return-prefix", "C"]) == 1  # a bad line
+    out, err = capsys.readouterr()
+    assert "2 events sent" in out and "1 bad lines" in out
+    assert "1 rows without a customer id not sent" in out
+    assert f"{path}:5: quantity 'x' is not an integer" in err
+    purchase, refund = sent
+    assert purchase.value["currency"] == "GBP" and refund.value["order_id"] == "536365"
+    assert refund.value["amount"] == "2.55" and refund.value["currency"] == "GBP"
