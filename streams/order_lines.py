@@ -66,6 +66,7 @@ from __future__ import annotations
 
 import bisect
 import csv
+import functools
 import hashlib
 import re
 from collections import defaultdict
@@ -186,6 +187,13 @@ class LineFormat:
                 f"time {text!r} has no offset: pass --timezone (an IANA name) for naive times"
             )
         return localize(at, self.timezone)
+
+    def time_or_reason(self, text: str) -> datetime | str:
+        """``parse_time``, with the reason for refusing ``text`` as the result."""
+        try:
+            return self.parse_time(text)
+        except ValueError as exc:
+            return str(exc)
 
 
 def localize(naive: datetime, tz: ZoneInfo) -> datetime:
@@ -346,7 +354,8 @@ def convert(lines: Iterable[str], fmt: LineFormat) -> Conversion:
     orders: dict[str, Order] = {}
     bad: list[BadLine] = []
     rows = no_customer = 0
-    last_time: tuple[str, datetime | str] = ("", "")  # lines of an order share their time
+    # Lines of an order share their time text: parse each text once.
+    time_of = functools.lru_cache(maxsize=4096)(fmt.time_or_reason)
     for row in reader:
         if not row:
             continue
@@ -359,12 +368,7 @@ def convert(lines: Iterable[str], fmt: LineFormat) -> Conversion:
         if not values["customer"]:
             no_customer += 1
             continue
-        if values["time"] != last_time[0]:
-            try:
-                last_time = (values["time"], fmt.parse_time(values["time"]))
-            except ValueError as exc:
-                last_time = (values["time"], str(exc))
-        at = last_time[1]
+        at = time_of(values["time"])
         if isinstance(at, str):
             bad.append(BadLine(number, at))
             continue
