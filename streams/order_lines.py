@@ -35,8 +35,9 @@ customer and currency; a later line that disagrees is a bad line, not
 merged: money of two customers or currencies in one order is a data error
 the operator has to see, and refusing only the disagreeing line keeps the
 rest of the order. Its time is the earliest of its lines' times (long
-invoices are stamped across a minute boundary: 43 in UCI Online Retail),
-which does not depend on the order of lines in the file.
+invoices get stamped across a minute boundary: 43 invoices of UCI Online
+Retail, 31 of them with a customer), which does not depend on the order of
+lines in the file.
 
 Returns. A return line of customer C returns its sku from C's most recent
 order at or before the return's time that holds that sku (latest time, then
