@@ -60,7 +60,11 @@ returned in full, or more, no longer counts, and the customer's net revenue
 is the sum over orders of amount - min(amount, matched refunds).
 
 Events come out ordered by time (purchases before cancellations at the
-same instant), the order the worker sees them in when backfilled.
+same instant), the order the worker sees them in when backfilled. The
+backfill checks each with the worker's decoders: an order the worker would
+refuse (more than 1000 lines, a body above ``LTV_MAX_MESSAGE_BYTES``) is a bad
+line at the order's first line, and is not sent; returns matched to it then
+wait in the worker as ``unknown_order``.
 """
 
 from __future__ import annotations
