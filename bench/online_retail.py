@@ -1,149 +1,190 @@
-"""The UCI Online Retail export as contract events, and its net revenue per customer.
+"""The UCI Online Retail export through ``ltv backfill --format lines``, checked in-process.
 
-A line-level export: every invoice is one purchase (the sum of its lines,
-GBP), every ``C`` invoice a return of lines that name no original invoice.
-A returned line is matched to the customer's latest earlier invoice that
-holds the same stock code, and the returned amounts of one return invoice
-against one original become one cancellation. Returned lines with no such
-invoice (discounts, manual credits, goods bought before December 2010)
-become a cancellation of an order that never exists: the genuinely
-unmatched returns, which a worker may only ever report as unknown_order.
+The export (541 909 order lines, GBP, UK local time, ``C`` invoices of
+returns that name no original invoice) goes through the backfill's own
+converter (``streams.order_lines``) and the worker's acceptance checks, with
+the options ``ltv backfill`` takes for it::
 
-``expected_net`` is the oracle: per customer, each order's amount less its
-matched refunds (capped at the amount), computed from the lines alone.
+    ltv backfill online-retail.csv.gz --format lines --return-prefix C \\
+        --timezone Europe/London --columns order=InvoiceNo,customer=CustomerID,\\
+    time=InvoiceDate,sku=StockCode,quantity=Quantity,price=UnitPrice
 
-    .venv/bin/python bench/online_retail.py ../shared/data/online-retail.csv.gz out.jsonl
+(``LTV_BASE_CURRENCY=GBP``). The events then go through the worker's
+``Processor`` in date order, the table in a dict: no Kafka, no Redis.
+
+``expected_net`` is the oracle, computed from the raw lines alone without
+the converter: per customer, each invoice's amount less the returns matched
+to it (capped at the amount), a returned line matched to the customer's
+latest invoice at or before it that holds the same stock code. It prints
+the conversion's figures and how many customers' net revenue in the
+processor's states equals the oracle's.
+
+    .venv/bin/python bench/online_retail.py [PATH] [--jsonl OUT]
 """
 
 from __future__ import annotations
 
+import argparse
 import csv
 import gzip
-import sys
+import time
 from collections import defaultdict
-from collections.abc import Iterator
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
-from zoneinfo import ZoneInfo
 
 import orjson
+from processor import records, run
+
+from state.envelope import customer_state
+from state.events import DEFAULT_MAX_BYTES
+from state.fx import load_fx_table
+from streams.backfill import Validator, checked, open_text
+from streams.demo import DemoEvent
+from streams.order_lines import BadLine, Conversion, LineFormat, convert, zone
+from streams.settings import Settings
+from streams.wiring import build_processor
 
 DEFAULT_PATH = Path(__file__).resolve().parents[2] / "shared/data/online-retail.csv.gz"
-LONDON = ZoneInfo("Europe/London")  # InvoiceDate is UK local time
+AS_OF = datetime(2011, 12, 10, tzinfo=UTC)  # the day after the export ends
+COLUMNS = {
+    "order": "InvoiceNo",
+    "customer": "CustomerID",
+    "time": "InvoiceDate",
+    "sku": "StockCode",
+    "quantity": "Quantity",
+    "price": "UnitPrice",
+}
 
 
-@dataclass
-class _Invoice:
-    number: str
-    customer: str
-    at: datetime
-    amount: Decimal = Decimal(0)
-    stock: set[str] = field(default_factory=set)
+def line_format() -> LineFormat:
+    """How the export is read: InvoiceDate is UK local time, ``C`` invoices are returns."""
+    return LineFormat(
+        columns=COLUMNS, timezone=zone("Europe/London"), return_prefix="C", currency="GBP"
+    )
 
 
 @dataclass
 class Export:
-    """The events of one export, in date order, and what they must add up to."""
+    """The export as the backfill would send it, and what it must add up to."""
 
-    events: list[dict[str, Any]]
+    conversion: Conversion
+    events: list[DemoEvent]  # passed the worker's checks, in date order
+    refused: list[BadLine]  # the conversion's bad lines and the events the checks refused
+    seconds: float  # reading, converting and checking: wall
+    cpu: float  # and CPU (steadier on a shared machine)
     expected_net: dict[str, Decimal]
-    purchases: int
-    returns: int
-    unmatched: set[str]  # event ids of cancellations of orders that never exist
 
+    @property
+    def purchases(self) -> int:
+        return self.conversion.purchases
 
-def _lines(path: Path) -> Iterator[dict[str, str]]:
-    with gzip.open(path, "rt", encoding="utf-8", newline="") as handle:
-        yield from csv.DictReader(handle)
+    @property
+    def returns(self) -> int:
+        return self.conversion.matched + self.conversion.unmatched
+
+    @property
+    def unmatched(self) -> set[str]:
+        """Event ids of the cancellations of orders that never exist."""
+        return {d.body["event_id"] for d in self.conversion.drafts if d.unmatched}
 
 
 def load(path: Path = DEFAULT_PATH) -> Export:
-    invoices: dict[str, _Invoice] = {}
-    returned: list[tuple[str, str, datetime, str, Decimal]] = []
-    for line in _lines(path):
-        customer = line["CustomerID"].strip()
-        number = line["InvoiceNo"]
-        if not customer or number.startswith("A"):  # anonymous lines, bad-debt adjustments
-            continue
-        at = datetime.fromisoformat(line["InvoiceDate"]).replace(tzinfo=LONDON)
-        quantity, price = int(line["Quantity"]), Decimal(line["UnitPrice"])
-        if number.startswith("C"):
-            if quantity < 0 and price >= 0:
-                returned.append((number, customer, at, line["StockCode"], -quantity * price))
-            continue
-        if quantity <= 0 or price < 0:
-            continue
-        invoice = invoices.setdefault(number, _Invoice(number, customer, at))
-        invoice.amount += quantity * price
-        invoice.stock.add(line["StockCode"])
-
-    by_customer: dict[str, list[_Invoice]] = defaultdict(list)
-    for invoice in invoices.values():
-        by_customer[invoice.customer].append(invoice)
-    for history in by_customer.values():
-        history.sort(key=lambda i: (i.at, i.number))
-
-    refunds: dict[tuple[str, str], Decimal] = defaultdict(Decimal)  # (return, order) -> amount
-    when: dict[tuple[str, str], tuple[str, datetime]] = {}
-    for number, customer, at, stock, amount in returned:
-        earlier = [i for i in by_customer.get(customer, []) if i.at <= at and stock in i.stock]
-        order = earlier[-1].number if earlier else f"{number}-unmatched"
-        refunds[number, order] += amount
-        when[number, order] = (customer, at)
-
-    events: list[tuple[datetime, dict[str, Any]]] = []
-    for invoice in invoices.values():
-        body = {
-            "event_id": f"p-{invoice.number}",
-            "order_id": invoice.number,
-            "customer_id": invoice.customer,
-            "occurred_at": invoice.at.isoformat(),
-            "amount": str(invoice.amount),
-            "currency": "GBP",
-        }
-        events.append((invoice.at, body))
-    unmatched = set()
-    refunded: dict[str, Decimal] = defaultdict(Decimal)
-    for (number, order), amount in refunds.items():
-        customer, at = when[number, order]
-        event_id = f"r-{number}-{order}"
-        body = {
-            "type": "cancellation",
-            "event_id": event_id,
-            "order_id": order,
-            "customer_id": customer,
-            "occurred_at": at.isoformat(),
-            "amount": str(amount),
-            "currency": "GBP",
-            "scope": "order",
-            "reason": "returned",
-        }
-        events.append((at, body))
-        if order in invoices:
-            refunded[order] += amount
-        else:
-            unmatched.add(event_id)
-    expected: dict[str, Decimal] = defaultdict(Decimal)
-    for invoice in invoices.values():
-        expected[invoice.customer] += invoice.amount - min(invoice.amount, refunded[invoice.number])
-    events.sort(key=lambda pair: (pair[0], pair[1]["event_id"]))
+    started, cpu = time.perf_counter(), time.process_time()
+    with open_text(path) as handle:
+        conversion = convert(handle, line_format())
+    validator = Validator(load_fx_table(None, "GBP"), DEFAULT_MAX_BYTES)
+    items = list(checked(conversion, validator))
+    seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
     return Export(
-        [body for _, body in events], dict(expected), len(invoices), len(refunds), unmatched
+        conversion,
+        [i for i in items if isinstance(i, DemoEvent)],
+        [i for i in items if isinstance(i, BadLine)],
+        seconds,
+        cpu,
+        expected_net(path),
     )
+
+
+def expected_net(path: Path) -> dict[str, Decimal]:
+    """Per customer (every customer id in the file), net revenue from the raw lines."""
+    when: dict[str, datetime] = {}
+    owner: dict[str, str] = {}
+    amount: dict[str, Decimal] = defaultdict(Decimal)
+    stock: dict[str, set[str]] = defaultdict(set)
+    returned: list[tuple[str, str, str, Decimal]] = []  # invoice, customer, stock code, amount
+    with gzip.open(path, "rt", encoding="utf-8", newline="") as handle:
+        for line in csv.DictReader(handle):
+            customer, number = line["CustomerID"].strip(), line["InvoiceNo"]
+            if not customer:
+                continue
+            at = datetime.fromisoformat(line["InvoiceDate"])  # local times order as instants
+            when[number] = min(when.get(number, at), at)
+            owner[number] = customer
+            quantity, price = int(line["Quantity"]), Decimal(line["UnitPrice"])
+            if number.startswith("C") or quantity < 0:
+                returned.append((number, customer, line["StockCode"], abs(quantity) * price))
+            else:
+                amount[number] += quantity * price
+                stock[number].add(line["StockCode"])
+    invoices: dict[str, list[str]] = defaultdict(list)
+    for number in amount:
+        invoices[owner[number]].append(number)
+    refunded: dict[str, Decimal] = defaultdict(Decimal)
+    for number, customer, code, value in returned:
+        earlier = [
+            i
+            for i in invoices[customer]
+            if i != number and when[i] <= when[number] and code in stock[i]
+        ]
+        if earlier:
+            refunded[max(earlier, key=lambda i: (when[i], i))] += value
+    net = dict.fromkeys(owner.values(), Decimal(0))
+    for number, value in amount.items():
+        net[owner[number]] += value - min(value, refunded[number])
+    return net
 
 
 def write_jsonl(export: Export, path: Path) -> None:
-    path.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in export.events))
+    """The events as ``ltv backfill`` JSONL (a cancellation is told by its ``scope``)."""
+    path.write_bytes(b"".join(orjson.dumps(e.value) + b"\n" for e in export.events))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("path", nargs="?", type=Path, default=DEFAULT_PATH)
+    parser.add_argument("--jsonl", type=Path, default=None, help="also write the events here")
+    args = parser.parse_args()
+    export = load(args.path)
+    conversion = export.conversion
+    if args.jsonl is not None:
+        write_jsonl(export, args.jsonl)
+    print(
+        f"lines read: {conversion.lines}\n"
+        f"purchases: {conversion.purchases}\n"
+        f"cancellations: {export.returns} ({conversion.matched} matched, "
+        f"{conversion.unmatched} of orders that never exist)\n"
+        f"rows without customer: {conversion.no_customer}\n"
+        f"bad rows: {len(conversion.bad)} (events refused by the worker's checks: "
+        f"{len(export.refused) - len(conversion.bad)})\n"
+        f"conversion (read, convert, check): {export.seconds:.2f} s wall, "
+        f"{export.cpu:.2f} s CPU"
+    )
+    processor = build_processor(Settings(base_currency="GBP"))
+    table, _, outcomes, cpu = run(processor, records(export.events), AS_OF)
+    want = export.expected_net
+    equal = sum(
+        1
+        for customer, net in want.items()
+        if customer.encode() in table and customer_state(table[customer.encode()]).net == net
+    )
+    print(
+        f"processor: {len(export.events)} events in {cpu:.2f} s CPU, "
+        f"outcomes {dict(sorted(outcomes.items()))}\n"
+        f"customers whose net revenue equals the lines' arithmetic: {equal} of {len(want)}"
+    )
 
 
 if __name__ == "__main__":
-    export = load(Path(sys.argv[1]))
-    write_jsonl(export, Path(sys.argv[2]))
-    print(
-        f"{export.purchases} purchases, {export.returns} return events "
-        f"({len(export.unmatched)} of orders that never exist), "
-        f"{len(export.expected_net)} customers"
-    )
+    main()

@@ -29,8 +29,9 @@ import cProfile
 import pstats
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
+from itertools import islice
 from typing import Any, TypeVar, get_args, get_origin
 
 import orjson
@@ -41,7 +42,7 @@ from ltv.valuation import value
 from state import envelope
 from state.codec import decode_state, deflate, encode_body, encode_state
 from state.events import Purchase, decode_purchase
-from streams.demo import DemoFeed, default_start
+from streams.demo import DemoEvent, DemoFeed, default_start
 from streams.fit import Population, fit_population
 from streams.processing import CauseFields, EventType, Processor, Record
 from streams.settings import Settings
@@ -50,20 +51,22 @@ from streams.wiring import build_processor
 TOPICS: dict[EventType, str] = {"purchase": "purchases", "cancellation": "cancellations"}
 
 
-def demo_records(customers: int, events: int, seed: int = 1) -> list[tuple[EventType, Record]]:
-    """The first ``events`` of the demo feed as input records, offsets per topic."""
-    start = default_start(datetime(2026, 12, 1, tzinfo=UTC))
+def records(events: Iterable[DemoEvent]) -> list[tuple[EventType, Record]]:
+    """Input events as the records a worker reads, offsets counted per topic."""
     offsets: Counter[str] = Counter()
     out: list[tuple[EventType, Record]] = []
-    for event in DemoFeed(customers, seed, start):
-        if len(out) >= events:
-            break
+    for event in events:
         topic = TOPICS[event.kind]
-        key = event.key.encode()
-        record = Record(topic, 0, offsets[topic], key, orjson.dumps(event.value))
+        record = Record(topic, 0, offsets[topic], event.key.encode(), orjson.dumps(event.value))
         offsets[topic] += 1
         out.append((event.kind, record))
     return out
+
+
+def demo_records(customers: int, events: int, seed: int = 1) -> list[tuple[EventType, Record]]:
+    """The first ``events`` of the demo feed as input records."""
+    start = default_start(datetime(2026, 12, 1, tzinfo=UTC))
+    return records(islice(DemoFeed(customers, seed, start), events))
 
 
 def run(

@@ -19,11 +19,20 @@ JSONL: one DESIGN §4 event per line. A line is a cancellation when its
 carry the same fields, so a refund without ``scope`` needs
 ``"type": "cancellation"``.) The ``type`` field is removed before sending.
 Blank lines are skipped.
+
+Lines (``--format lines``): one row per order line of a shop's export, with
+returns as lines of their own; ``streams.order_lines`` groups them into
+purchases and matches the returns to cancellations (its docstring has the
+rules). The whole file is converted before anything is sent, so a header
+without the needed columns stops the backfill before the first event.
+
+Any of them may be gzip-compressed (a name ending in ``.gz``).
 """
 
 from __future__ import annotations
 
 import csv
+import gzip
 import re
 import sys
 from collections.abc import Iterable, Iterator
@@ -37,22 +46,17 @@ from tqdm import tqdm
 from state.events import EventError, decode_cancellation, decode_purchase
 from state.fx import FxTable, load_fx_table
 from streams.demo import DemoEvent, EventKind
+from streams.order_lines import BadLine, Conversion, LineFormat, convert
 from streams.publisher import publish
 from streams.settings import Settings
 
-Format = Literal["csv", "jsonl"]
+#: The formats read one line at a time, and ``lines``, which is converted as a whole.
+RowFormat = Literal["csv", "jsonl"]
+Format = RowFormat | Literal["lines"]
 
 CSV_REQUIRED = ("customer_id", "order_id", "date", "amount")
 _BARE_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
-_SUFFIXES: dict[str, Format] = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
-
-
-@dataclass(frozen=True, slots=True)
-class BadLine:
-    """A line that was not sent: its 1-based number in the file and the reason."""
-
-    line: int
-    reason: str
+_SUFFIXES: dict[str, RowFormat] = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 
 
 Parsed = DemoEvent | BadLine
@@ -149,26 +153,46 @@ def parse_jsonl(lines: Iterable[str], *, validator: Validator) -> Iterator[Parse
         yield validator.check(number, kind, doc)
 
 
+def checked(conversion: Conversion, validator: Validator) -> Iterator[Parsed]:
+    """A line-level conversion's bad lines, then its events as the worker would take them."""
+    yield from conversion.bad
+    for draft in conversion.drafts:
+        item = validator.check(draft.line, draft.kind, draft.body)
+        if isinstance(item, BadLine):  # name the event: it stems from several lines
+            item = BadLine(item.line, f"{draft.kind} {draft.body['event_id']}: {item.reason}")
+        yield item
+
+
 def detect_format(path: Path) -> Format:
     """The format implied by the file name (for a missing ``--format``)."""
+    name = path.name.lower().removesuffix(".gz")
     try:
-        return _SUFFIXES[path.suffix.lower()]
+        return _SUFFIXES[Path(name).suffix]
     except KeyError:
         raise ValueError(
-            f"cannot tell the format of {path.name}; pass --format csv or --format jsonl"
+            f"cannot tell the format of {path.name}; pass --format csv, jsonl or lines"
         ) from None
+
+
+def open_text(path: Path) -> TextIO:
+    """``path`` opened as UTF-8 text, decompressed when its name ends in ``.gz``."""
+    if path.suffix.lower() == ".gz":
+        return gzip.open(path, "rt", encoding="utf-8", newline="")
+    return path.open(encoding="utf-8", newline="")
 
 
 @dataclass(slots=True)
 class Report:
-    """What a backfill did: events acknowledged by Kafka, and the lines refused."""
+    """What a backfill did: events acknowledged by Kafka, the lines refused, and
+    (lines format) the rows without a customer id, which are not sent."""
 
     sent: int = 0
     bad: int = 0
+    no_customer: int = 0
 
 
 def parse_file(
-    handle: TextIO, fmt: Format, *, base_currency: str, validator: Validator
+    handle: TextIO, fmt: RowFormat, *, base_currency: str, validator: Validator
 ) -> Iterator[Parsed]:
     """The parser of ``fmt`` over an open file."""
     if fmt == "csv":
@@ -182,33 +206,45 @@ async def backfill(
     settings: Settings,
     *,
     rate: float | None,
-    errors: TextIO = sys.stderr,
+    line_format: LineFormat | None = None,
+    errors: TextIO | None = None,
 ) -> Report:
-    """Send the events of ``path`` with a progress bar; report bad lines on ``errors``."""
+    """Send the events of ``path`` with a progress bar; report bad lines on ``errors``.
+
+    ``line_format`` is how to read ``--format lines`` (default: the default
+    columns, RFC 3339 times, the base currency). ``errors`` defaults to the
+    ``sys.stderr`` of the call, not of the import.
+    """
+    errors = errors or sys.stderr
     validator = Validator(
         load_fx_table(
             str(settings.fx_rates) if settings.fx_rates else None, settings.base_currency
         ),
         settings.max_message_bytes,
     )
-    with path.open(encoding="utf-8", newline="") as handle:
-        total = sum(1 for _ in handle) - (1 if fmt == "csv" else 0)
     report = Report()
-    with (
-        path.open(encoding="utf-8", newline="") as handle,
-        tqdm(total=max(total, 0), unit="line", desc=path.name, file=errors) as bar,
-    ):
-
-        def good() -> Iterator[DemoEvent]:
-            for item in parse_file(
+    with open_text(path) as handle:
+        if fmt == "lines":
+            conversion = convert(handle, line_format or LineFormat(currency=settings.base_currency))
+            report.no_customer = conversion.no_customer
+            items = checked(conversion, validator)
+            total, unit = len(conversion.bad) + len(conversion.drafts), "event"
+        else:
+            total, unit = sum(1 for _ in handle) - (1 if fmt == "csv" else 0), "line"
+            handle.seek(0)
+            items = parse_file(
                 handle, fmt, base_currency=settings.base_currency, validator=validator
-            ):
-                bar.update(1)
-                if isinstance(item, BadLine):
-                    report.bad += 1
-                    bar.write(f"ltv backfill: {path}:{item.line}: {item.reason}", file=errors)
-                else:
-                    yield item
+            )
+        with tqdm(total=max(total, 0), unit=unit, desc=path.name, file=errors) as bar:
 
-        report.sent = await publish(good(), settings, rate=rate or None)
+            def good() -> Iterator[DemoEvent]:
+                for item in items:
+                    bar.update(1)
+                    if isinstance(item, BadLine):
+                        report.bad += 1
+                        bar.write(f"ltv backfill: {path}:{item.line}: {item.reason}", file=errors)
+                    else:
+                        yield item
+
+            report.sent = await publish(good(), settings, rate=rate or None)
     return report

@@ -153,18 +153,38 @@ def _cmd_backfill(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from streams.backfill import backfill, detect_format
+    from streams.order_lines import LineFormat, parse_column_map, zone
 
     settings = _settings_or_exit()
     path = Path(args.file)
+    line_options = {
+        "--columns": args.columns,
+        "--time-format": args.time_format,
+        "--timezone": args.timezone,
+        "--return-prefix": args.return_prefix,
+    }
     try:
         fmt = args.format or detect_format(path)
-        report = asyncio.run(backfill(path, fmt, settings, rate=args.rate))
+        given = [flag for flag, value in line_options.items() if value is not None]
+        if fmt != "lines" and given:
+            raise ValueError(f"{', '.join(given)} only apply to --format lines")
+        line_format = LineFormat(
+            columns=parse_column_map(args.columns or ""),
+            time_format=args.time_format,
+            timezone=zone(args.timezone) if args.timezone else None,
+            return_prefix=args.return_prefix or "",
+            currency=settings.base_currency,
+        )
+        report = asyncio.run(backfill(path, fmt, settings, rate=args.rate, line_format=line_format))
     except (OSError, ValueError) as exc:
         print(f"ltv backfill: {exc}", file=sys.stderr)
         return 2
+    anonymous = (
+        f"; {report.no_customer} rows without a customer id not sent" if fmt == "lines" else ""
+    )
     print(
         f"ltv backfill: {report.sent} events sent to {settings.topic_purchases} and "
-        f"{settings.topic_cancellations}; {report.bad} bad lines not sent"
+        f"{settings.topic_cancellations}; {report.bad} bad lines not sent{anonymous}"
     )
     return 1 if report.bad else 0
 
@@ -278,17 +298,42 @@ def build_parser() -> argparse.ArgumentParser:
 
     backfill = sub.add_parser(
         "backfill",
-        help="publish historic orders from a CSV or JSONL file (exit 1 if lines were refused)",
+        help="publish historic orders from a CSV, JSONL or order-line file "
+        "(exit 1 if lines were refused)",
     )
-    backfill.add_argument("file")
+    backfill.add_argument("file", help="may be gzip-compressed (.gz)")
     backfill.add_argument(
         "--format",
-        choices=["csv", "jsonl"],
+        choices=["csv", "jsonl", "lines"],
         default=None,
-        help="default: from the file name (.csv, .jsonl, .ndjson)",
+        help="default: from the file name (.csv, .jsonl, .ndjson); lines: one row per "
+        "order line, returns as negative quantities (README, Backfill)",
     )
     backfill.add_argument(
         "--rate", type=float, default=None, help="events per second (default: unpaced)"
+    )
+    backfill.add_argument(
+        "--columns",
+        default=None,
+        help="lines: FIELD=COLUMN,... for the fields order, customer, time, sku, quantity, "
+        "price, currency, category (default: order_id, customer_id, occurred_at or time, "
+        "sku, quantity, unit_price, currency, category)",
+    )
+    backfill.add_argument(
+        "--time-format",
+        default=None,
+        help="lines: strptime format of the time column (default: RFC 3339 / ISO 8601)",
+    )
+    backfill.add_argument(
+        "--timezone",
+        default=None,
+        help="lines: IANA zone of times without an offset (required for them)",
+    )
+    backfill.add_argument(
+        "--return-prefix",
+        default=None,
+        help="lines: order ids starting with this are returns (default: none; "
+        "negative quantities always are)",
     )
     backfill.set_defaults(func=_cmd_backfill)
 
