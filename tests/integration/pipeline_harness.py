@@ -26,8 +26,10 @@ import orjson
 import redis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from schema_check import assert_valid
 
 from state.store.config import StoreConfig
+from streams.schemas import EventKind
 
 BOOTSTRAP = os.environ.get("LTV_TEST_BOOTSTRAP", "127.0.0.1:9092")
 REDIS_URL = os.environ.get("LTV_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -93,6 +95,19 @@ class Deployment:
     @property
     def dead_letter(self) -> str:
         return self.topic("dead-letter")
+
+
+#: The schema of each output topic of a Deployment, by its ``Deployment.topic`` name.
+_OUTPUT_KINDS: dict[str, EventKind] = {
+    "updates": "update",
+    "churn": "churn",
+    "dead-letter": "dead_letter",
+}
+
+
+def output_kind(topic: str) -> EventKind | None:
+    """Which output a Deployment's ``topic`` carries (None: not an output topic)."""
+    return _OUTPUT_KINDS.get(topic.rpartition(".")[2])
 
     def env(self, web_port: int) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("LTV_")}
@@ -291,7 +306,8 @@ async def consume_raw(
     """Record values of ``topic`` from the beginning, in offset order per partition.
 
     Reads until ``expected`` records arrived (or ``expected(values)`` holds),
-    at most ``timeout`` seconds, then ``settle`` seconds more.
+    at most ``timeout`` seconds, then ``settle`` seconds more. Every record of
+    an output topic is checked against its schema in docs/schemas.
     """
 
     def done(values: list[bytes]) -> bool:
@@ -319,6 +335,10 @@ async def consume_raw(
             out.extend(r.value for rs in batches.values() for r in rs if r.value is not None)
     finally:
         await consumer.stop()
+    kind = output_kind(topic)
+    if kind is not None:
+        for value in out:
+            assert_valid(kind, value)
     return out
 
 
