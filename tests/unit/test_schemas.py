@@ -9,6 +9,7 @@ inputs it refuses are refused where JSON Schema can state the rule.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -32,7 +33,7 @@ from state.fx import load_fx_table
 from streams.cli import main
 from streams.demo import DemoFeed
 from streams.processing import EventType, Processor, Record
-from streams.schemas import EVENTS, generate, render, stale
+from streams.schemas import EVENTS, EventKind, generate, render, stale
 
 FX = load_fx_table(None, "USD")
 START = datetime(2025, 1, 1, tzinfo=UTC)
@@ -117,9 +118,20 @@ def test_demo_events_are_valid_inputs() -> None:
     assert kinds == {"purchase", "cancellation"}
 
 
-def test_the_documented_examples_are_valid_inputs() -> None:
-    assert_valid("purchase", orjson.dumps(PURCHASE))
-    assert_valid("cancellation", orjson.dumps(CANCELLATION))
+#: The JSON examples of each docs page, in the order they appear there.
+EXAMPLES: dict[str, list[EventKind]] = {
+    "input-events.md": ["purchase", "cancellation"],
+    "output-events.md": ["update", "churn", "dead_letter"],
+}
+
+
+@pytest.mark.parametrize("page", sorted(EXAMPLES))
+def test_the_examples_of_the_docs_match_the_schemas(page: str) -> None:
+    text = (SCHEMA_DIR.parent / page).read_text()
+    blocks = re.findall(r"^```json\n(.*?)^```$", text, flags=re.DOTALL | re.MULTILINE)
+    assert len(blocks) == len(EXAMPLES[page]), page
+    for kind, block in zip(EXAMPLES[page], blocks, strict=True):
+        assert_valid(kind, block.encode())
 
 
 def schema_accepts(kind: EventType, doc: Any) -> bool:
