@@ -45,7 +45,7 @@ LOG_DIR = Path("/tmp/ltv-bench")
 _PROCESSED = re.compile(rb"^ltv_events_processed_total\{[^}]*\} ([0-9.e+]+)$", re.M)
 _ASSIGNED = re.compile(rb"^ltv_assigned_partitions ([0-9.e+]+)$", re.M)
 
-#: The issue's mix: ~85 % purchases, ~10 % cancellations, ~5 % re-sent duplicates.
+#: The benchmarks' mix: ~85 % purchases, ~10 % cancellations, ~5 % re-sent duplicates.
 REFUND_RATE = 0.1
 DUPLICATE_RATE = 0.0525
 FEED_START = datetime(2025, 1, 1, tzinfo=UTC)
@@ -131,7 +131,7 @@ def settings_for(env: Mapping[str, str]) -> Settings:
 
 
 def feed(customers: int, seed: int = 8) -> DemoFeed:
-    """The benchmark's synthetic shop with the issue's event mix."""
+    """The benchmark's synthetic shop with the benchmarks' event mix."""
     return DemoFeed(
         customers,
         seed=seed,

@@ -1,4 +1,4 @@
-"""Wall time of the maximum-likelihood fits (DESIGN §6 periodic fit job).
+"""Wall time of the maximum-likelihood fits (the periodic fit job, docs/valuation.md).
 
 CDNOW: 2 357 customers (calibration summaries, days). Synthetic: 1 000 000
 customers drawn from MBG/NBD itself (``ltv.mbgnbd.simulate``, seed fixed) with

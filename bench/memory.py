@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> None:
         report(f"memory, {n} customers", one, None)
         figures[f"worker_rss_bytes_{size_suffix(n)}"] = one["worker_rss_bytes"]
         figures[f"redis_bytes_per_customer_{size_suffix(n)}"] = one["redis_bytes_per_customer"]
-    # The key: the largest population's figure (per-customer cost falls with N).
+    # The reported key: the largest population's figure (per-customer cost falls with N).
     figures["redis_bytes_per_customer"] = figures[f"redis_bytes_per_customer_{size_suffix(n)}"]
     report("memory", figures, args.json)
 

@@ -1,4 +1,4 @@
-"""Microseconds per single-customer streaming valuation (DESIGN §6).
+"""Microseconds per single-customer streaming valuation (docs/valuation.md).
 
 One valuation = P(alive) + expected orders over 365 days + Gamma-Gamma
 expected spend + continuously discounted CLV, through the scalar fast path

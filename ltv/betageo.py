@@ -15,8 +15,8 @@ The only difference in every closed form is an offset ``m`` (0 for BG/NBD,
 once here with that offset and the public modules ``ltv.bgnbd`` and
 ``ltv.mbgnbd`` bind it through their parameter classes.
 
-Numerical notes (DESIGN §6 asks for x in the thousands and T in tens of
-thousands of days):
+Numerical notes (a customer's whole history is valued, so x runs into the thousands
+and T into tens of thousands of days):
 
 * the likelihood is assembled in log-space with ``gammaln``/``betaln`` and the
   two-term sum with ``logaddexp`` (FHL 2005 eq. 6 overflows as written);
@@ -88,7 +88,7 @@ class BetaGeoParams:
         return type(self)(self.r, self.alpha * new_units_per_old_unit, self.a, self.b)
 
     def as_dict(self) -> dict[str, float]:
-        """Plain mapping for the ``GET /model`` body (DESIGN §10)."""
+        """Plain mapping for the ``GET /model`` body (docs/http.md)."""
         return {"r": self.r, "alpha": self.alpha, "a": self.a, "b": self.b}
 
 
@@ -119,7 +119,7 @@ def log_likelihood(params: BetaGeoParams, x: ArrayLike, t_x: ArrayLike, T: Array
 def p_alive(params: BetaGeoParams, x: ArrayLike, t_x: ArrayLike, T: ArrayLike) -> FloatArray:
     """P(customer still active at T | x, t_x, T).
 
-    BG/NBD: FHL 2005 eq. 11 (exactly 1 at x = 0, the weakness DESIGN §6 notes);
+    BG/NBD: FHL 2005 eq. 11 (exactly 1 at x = 0, why it does not value one-time buyers);
     MBG/NBD: Batislam et al. 2007 eq. 6. Computed as a logistic of the log-odds
     of having dropped out, ``log(a/(b+x-1+m)) + (r+x) log((alpha+T)/(alpha+t_x))``.
     """

@@ -2,8 +2,8 @@
 
 Customers drop out only after a *repeat* purchase, so a customer with x = 0
 has P(alive) = 1 whatever their age: fine for fitting and for the published
-CDNOW benchmark, not for valuing one-time buyers (DESIGN §6 uses MBG/NBD for
-that). The closed forms live in :mod:`ltv.betageo`; this module binds them.
+CDNOW benchmark, not for valuing one-time buyers (predicted_ltv uses MBG/NBD for
+that, docs/valuation.md). The closed forms live in :mod:`ltv.betageo`; this module binds them.
 """
 
 from __future__ import annotations

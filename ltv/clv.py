@@ -1,4 +1,4 @@
-"""Discounted predicted CLV (DESIGN §6: horizon 365 days, annual rate 10 %).
+"""Discounted predicted CLV (docs/valuation.md; defaults: 365 days, annual rate 10 %).
 
 Choice: *continuous* discounting of the expected purchase stream,
 
@@ -118,8 +118,8 @@ def value_customer(
 
     x = repeat purchase days, t_x = days from first to last purchase day,
     T = days from first purchase day to the clock, zbar = mean repeat-day value
-    (ignored when x = 0); all times in the unit of ``orders_model`` (days by
-    DESIGN §5), ``units_per_year`` converting the annual rate to that unit.
+    (ignored when x = 0); all times in the unit of ``orders_model`` (days, as
+    docs/valuation.md states), ``units_per_year`` converting the annual rate to that unit.
     """
     delta = _daily_rate(annual_discount_rate, units_per_year)
     alive = p_alive_scalar(orders_model, x, t_x, T)

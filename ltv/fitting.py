@@ -1,4 +1,4 @@
-"""Maximum-likelihood driver shared by the BTYD models (DESIGN §6).
+"""Maximum-likelihood driver shared by the BTYD models (docs/valuation.md).
 
 Every BTYD parameter (r, alpha, a, b, p, q, gamma) is strictly positive, so the
 optimiser works on their logarithms: the search space becomes unconstrained,

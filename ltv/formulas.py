@@ -1,4 +1,4 @@
-"""Closed-form LTV figures (DESIGN §6): pure functions of plain numbers.
+"""Closed-form LTV figures (docs/valuation.md): pure functions of plain numbers.
 
 Money is Decimal in and out (the caller's base currency); ratios that are not money
 (frequencies, churn rates, LTV:CAC) may be Decimal or float where noted.  Nothing here

@@ -5,7 +5,7 @@ Fader & Hardie 2013, "The Gamma-Gamma model of monetary value").
 Each transaction value z ~ Gamma(p, nu) around the customer's own mean p/nu,
 and nu ~ Gamma(q, gamma) across customers. Spend is modelled only from repeat
 purchases (x >= 1, zbar = their mean), independent of the purchase process, so
-predicted_ltv = E[spend] x discounted expected orders (DESIGN §6).
+predicted_ltv = E[spend] x discounted expected orders (docs/valuation.md).
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ class GammaGammaParams:
                 raise ValueError(f"{name} must be positive and finite, got {value!r}")
 
     def as_dict(self) -> dict[str, float]:
-        """Plain mapping for the ``GET /model`` body (DESIGN §10)."""
+        """Plain mapping for the ``GET /model`` body (docs/http.md)."""
         return {"p": self.p, "q": self.q, "gamma": self.gamma}
 
 

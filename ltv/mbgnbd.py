@@ -2,9 +2,9 @@
 
 The dropout coin is also tossed right after the *first* purchase, so a
 one-time buyer who has been silent for a long time gets P(alive) < 1
-(1 / (1 + a/b ((alpha+T)/alpha)^r) at x = 0). That is the property DESIGN §6
-requires of the model behind predicted_ltv. The closed forms live in
-:mod:`ltv.betageo` with offset m = 1; this module binds them.
+(1 / (1 + a/b ((alpha+T)/alpha)^r) at x = 0). That is why predicted_ltv uses
+this model (docs/valuation.md). The closed forms live in :mod:`ltv.betageo` with
+offset m = 1; this module binds them.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""RFM scores and named segments (DESIGN §6).
+"""RFM scores and named segments (docs/valuation.md).
 
 Scores are 1-5 against quintile edges fitted on the population (the model-fit job
 stores them).  Recency is days since the last order, so fewer days score higher.

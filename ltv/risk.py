@@ -1,4 +1,4 @@
-"""Churn-risk levels (DESIGN §6): from P(alive) once a model is fitted, from a gap
+"""Churn-risk levels (docs/valuation.md): from P(alive) once a model is fitted, from a gap
 heuristic before that, and 'churned' for an ended subscription in either case."""
 
 from __future__ import annotations

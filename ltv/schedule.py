@@ -1,4 +1,4 @@
-"""When does a silent customer's churn-risk level change next (DESIGN §7, inactivity)?
+"""When does a silent customer's churn-risk level change next (docs/output-events.md, inactivity)?
 
 The inactivity timer must not revalue every customer on every tick: its
 cost should grow with the customers whose level changes. So each time a

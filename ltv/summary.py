@@ -1,4 +1,4 @@
-"""Transaction log -> BTYD customer summaries (DESIGN §5), vectorised.
+"""Transaction log -> BTYD customer summaries (docs/valuation.md), vectorised.
 
 BTYD models count *purchase days*, not order lines: several orders on one day
 are one transaction (Fader, Hardie & Lee 2005 treat CDNOW that way), so
@@ -34,7 +34,7 @@ def summarise(customer: ArrayLike, day: ArrayLike, value: ArrayLike, as_of: floa
     """Summaries as of ``as_of`` from transaction rows (customer id, day, value).
 
     Rows after ``as_of`` are ignored, as are customers whose first purchase is
-    after it. ``day`` is any numeric time (days by DESIGN §5).
+    after it. ``day`` is any numeric time (days in the service's models).
     """
     ids = np.asarray(customer, dtype=np.int64)
     days = as_float_array(day)

@@ -1,4 +1,4 @@
-"""One customer's full valuation (DESIGN §6): the figures of an ltv.updates record.
+"""One customer's full valuation (docs/valuation.md): the figures of an ltv.updates record.
 
 Pure and synchronous: the processor hands in a ``CustomerFigures`` snapshot taken
 from the customer's state, the ``ModelSnapshot`` in force (None before the
@@ -72,7 +72,7 @@ class ModelSnapshot:
 
 @dataclass(frozen=True, slots=True)
 class ValuationConfig:
-    """The valuation knobs of DESIGN §9."""
+    """The valuation knobs of the configuration (docs/configuration.md)."""
 
     basis: ValueBasis = ValueBasis.REVENUE
     horizon_days: int = 365

@@ -1,4 +1,7 @@
-"""Wire models of DESIGN §4 (input) and §7 (output), and the hot-path decoders.
+"""Wire models of the input and output events, and the hot-path decoders.
+
+The contract they implement is docs/input-events.md and docs/output-events.md;
+docs/schemas/ holds the JSON Schema derived from these models (``streams.schemas``).
 
 Validation decisions:
 
@@ -19,6 +22,9 @@ Validation decisions:
   logs and keys).
 * Each failure class has one stable machine-readable code (``ErrorCode``) that
   the dead-letter topic and the ``ltv_dead_letter_total{reason}`` metric carry.
+* Each wire type carries its JSON Schema (``WithJsonSchema``) where pydantic's
+  own would be vague or wrong about what the validators accept or the
+  serializers write; the unit tests check those schemas against the decoder.
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ from pydantic import (
     Field,
     PlainSerializer,
     ValidationError,
+    WithJsonSchema,
 )
 
 from state.fx import FxTable
@@ -52,7 +59,7 @@ CENT = Decimal("0.01")
 
 
 class ErrorCode(StrEnum):
-    """Reason codes of ``ltv.dead-letter`` (DESIGN §7)."""
+    """Reason codes of ``ltv.dead-letter`` (docs/output-events.md)."""
 
     INVALID_JSON = "invalid_json"
     SCHEMA = "schema"
@@ -143,15 +150,95 @@ def _check_id(value: str) -> str:
     return value
 
 
-Amount = Annotated[Decimal, BeforeValidator(_to_decimal), AfterValidator(_check_amount)]
-Rate = Annotated[Decimal, BeforeValidator(_to_decimal), AfterValidator(_check_rate)]
-Timestamp = Annotated[datetime, BeforeValidator(_to_utc)]
+def _json_regex(pattern: re.Pattern[str]) -> str:
+    r"""``pattern`` in JSON Schema's regex dialect, with ``[0-9]`` for ``\d``.
+
+    JSON Schema's regular expressions are ECMA-262's, where ``\d`` is ASCII
+    only, while Python's ``\d`` matches any script's digits; ``[0-9]`` means
+    the same in both, and is what producers should send.
+    """
+    return pattern.pattern.replace(r"\d", "[0-9]")
+
+
+def _decimal_string(value: str) -> str:
+    """A whole-string pattern: the syntax of ``_DECIMAL_RE``, and ``value``
+    (after any leading zeros) for the range the validator allows."""
+    return f"^(?={_json_regex(_DECIMAL_RE)}$)0*(?:{value})$"
+
+
+#: Below MAX_AMOUNT, leading zeros aside: at most 12 digits before the point.
+_AMOUNT_DIGITS = len(str(int(MAX_AMOUNT))) - 1
+_AMOUNT_SCHEMA: dict[str, Any] = {
+    "description": (
+        f"A decimal >= 0 and below {int(MAX_AMOUNT)} with at most {MAX_DECIMAL_PLACES} "
+        'decimals (trailing zeros aside): a plain decimal string such as "499.00" '
+        "(exact), or a JSON number (read as a double: exact up to 15 significant digits)."
+    ),
+    "anyOf": [
+        {"type": "number", "minimum": 0, "exclusiveMaximum": int(MAX_AMOUNT)},
+        {
+            "type": "string",
+            "pattern": _decimal_string(
+                rf"[0-9]{{1,{_AMOUNT_DIGITS}}}(?:\.[0-9]{{0,{MAX_DECIMAL_PLACES}}}0*)?"
+            ),
+        },
+    ],
+}
+_RATE_SCHEMA: dict[str, Any] = {
+    "description": "A fraction from 0 to 1: a plain decimal string or a JSON number.",
+    "anyOf": [
+        {"type": "number", "minimum": 0, "maximum": 1},
+        {"type": "string", "pattern": _decimal_string(r"1(?:\.0*)?|(?:\.[0-9]*)?")},
+    ],
+}
+_TIMESTAMP_SCHEMA: dict[str, Any] = {
+    "description": (
+        "An RFC 3339 timestamp with a UTC offset or Z, e.g. 2026-11-20T10:15:00+01:00; "
+        "one without an offset is refused."
+    ),
+    "type": "string",
+    "pattern": f"^{_json_regex(_RFC3339_RE)}$",
+}
+# What str.isprintable() refuses that a pattern can list without a Unicode
+# database: C0 and C1 controls, the space separators other than the plain
+# space, and the line and paragraph separators.
+_NOT_PRINTABLE = r"\x00-\x1f\x7f-\x9f\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+_ID_SCHEMA: dict[str, Any] = {
+    "description": (
+        f"1 to {MAX_ID_LENGTH} printable characters; the decoder also refuses format, "
+        "unassigned and private-use characters."
+    ),
+    "type": "string",
+    "minLength": 1,
+    "maxLength": MAX_ID_LENGTH,
+    "pattern": f"^[^{_NOT_PRINTABLE}]*$",
+}
+
+Amount = Annotated[
+    Decimal,
+    BeforeValidator(_to_decimal),
+    AfterValidator(_check_amount),
+    WithJsonSchema(_AMOUNT_SCHEMA),
+]
+Rate = Annotated[
+    Decimal, BeforeValidator(_to_decimal), AfterValidator(_check_rate), WithJsonSchema(_RATE_SCHEMA)
+]
+Timestamp = Annotated[datetime, BeforeValidator(_to_utc), WithJsonSchema(_TIMESTAMP_SCHEMA)]
 Id = Annotated[
     str,
     Field(min_length=1, max_length=MAX_ID_LENGTH, strict=True),
     AfterValidator(_check_id),
+    WithJsonSchema(_ID_SCHEMA),
 ]
-Currency = Annotated[str, Field(pattern=r"^[A-Z]{3}$", strict=True)]
+_CURRENCY_PATTERN = r"^[A-Z]{3}$"
+_CURRENCY_SCHEMA: dict[str, Any] = {
+    "description": "An ISO 4217 code the worker's FX table knows (else unknown_currency).",
+    "type": "string",
+    "pattern": _CURRENCY_PATTERN,
+}
+Currency = Annotated[
+    str, Field(pattern=_CURRENCY_PATTERN, strict=True), WithJsonSchema(_CURRENCY_SCHEMA)
+]
 
 
 class _Input(BaseModel):
@@ -178,6 +265,8 @@ class Subscription(_Input):
 
 
 class Purchase(_Input):
+    """One order, as shops publish it to orders.purchases (docs/input-events.md)."""
+
     event_id: Id
     order_id: Id
     customer_id: Id
@@ -280,13 +369,29 @@ def _utc_str(value: datetime) -> str:
     return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
-Money = Annotated[Decimal, PlainSerializer(_money_str, return_type=str)]
-UtcTime = Annotated[datetime, PlainSerializer(_utc_str, return_type=str)]
+_MONEY_SCHEMA: dict[str, Any] = {
+    "description": 'A decimal string with exactly two decimals, e.g. "2450.00".',
+    "type": "string",
+    "pattern": r"^-?[0-9]+\.[0-9]{2}$",
+}
+_UTC_TIME_SCHEMA: dict[str, Any] = {
+    "description": "An instant in UTC, RFC 3339 with Z; microseconds only when not zero.",
+    "type": "string",
+    "format": "date-time",
+    "pattern": r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{6})?Z$",
+}
+Money = Annotated[
+    Decimal, PlainSerializer(_money_str, return_type=str), WithJsonSchema(_MONEY_SCHEMA)
+]
+UtcTime = Annotated[
+    datetime, PlainSerializer(_utc_str, return_type=str), WithJsonSchema(_UTC_TIME_SCHEMA)
+]
 RiskLevel = Literal["low", "medium", "high", "churned"]
 
 
 class _Output(BaseModel):
-    model_config = ConfigDict(frozen=True)
+    # Every field is on the wire, defaults included: the schema says so.
+    model_config = ConfigDict(frozen=True, json_schema_serialization_defaults_required=True)
 
     def to_json(self) -> bytes:
         """Compact UTF-8 JSON; money as 2-decimal strings, times as UTC ``...Z``."""
@@ -381,6 +486,8 @@ class ModelRef(_Output):
 
 
 class LtvUpdate(_Output):
+    """A customer's valuation after a change, on ltv.updates (docs/output-events.md)."""
+
     customer_id: str
     version: int
     as_of: UtcTime
@@ -406,6 +513,8 @@ class LtvUpdate(_Output):
 
 
 class ChurnRiskChange(_Output):
+    """A change of a customer's churn-risk level, on ltv.churn-risk (docs/output-events.md)."""
+
     customer_id: str
     version: int
     as_of: UtcTime
@@ -425,6 +534,11 @@ class DeadLetterError(_Output):
 
 
 class DeadLetter(_Output):
+    """A rejected input record or a held-cancellation notice, on ltv.dead-letter.
+
+    Codes and their meaning: docs/input-events.md.
+    """
+
     source_topic: str
     partition: int
     offset: int

@@ -1,4 +1,4 @@
-"""The fitted model in Redis: one JSON document per app id (DESIGN §6, §10).
+"""The fitted model in Redis: one JSON document per app id (docs/http.md, GET /model).
 
 Key ``ltv:<app_id>:model`` (app id percent-encoded, as in the table keys)
 holds the body of ``GET /model`` plus the bookkeeping of failed fits. JSON,
@@ -91,7 +91,7 @@ class ModelRecord:
     failures: int = 0
 
     def as_json(self) -> dict[str, Any]:
-        """The ``GET /model`` body (DESIGN §10) plus the failure bookkeeping."""
+        """The ``GET /model`` body (docs/http.md) plus the failure bookkeeping."""
         edges = self.rfm_edges
         return {
             "version": self.version,

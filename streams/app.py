@@ -52,7 +52,7 @@ def _make_app(conf: Settings) -> faust.App:
 
 @dataclass(frozen=True)
 class Topics:
-    """Every topic the service reads or writes (DESIGN §4, §7).
+    """Every topic the service reads or writes (docs/input-events.md, docs/output-events.md).
 
     All use raw bytes: inputs must be kept byte-exact for the dead-letter
     topic, and outputs are encoded by our own models (money as strings).

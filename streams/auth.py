@@ -1,4 +1,4 @@
-"""Bearer-token check of the HTTP API (LTV_API_TOKEN, DESIGN §9-§10).
+"""Bearer-token check of the HTTP API (LTV_API_TOKEN, docs/http.md).
 
 One function for every protected view (/model, /customers/{id}), so the
 comparison is done the same way everywhere: in constant time, and without

@@ -13,7 +13,7 @@ sends the same ids and the worker counts the repeats as duplicates. ``date``
 is ``YYYY-MM-DD`` (midnight UTC, the start of that UTC purchase day) or an
 RFC 3339 timestamp with offset.
 
-JSONL: one DESIGN §4 event per line. A line is a cancellation when its
+JSONL: one input event (docs/input-events.md) per line. A line is a cancellation when its
 ``"type"`` is ``"cancellation"``, or when it has no ``"type"`` but has a
 ``"scope"``; otherwise it is a purchase. (A purchase and a partial refund can
 carry the same fields, so a refund without ``scope`` needs
@@ -131,7 +131,7 @@ def event_kind(doc: dict[str, Any]) -> EventKind | None:
 
 
 def parse_jsonl(lines: Iterable[str], *, validator: Validator) -> Iterator[Parsed]:
-    """One DESIGN §4 event per non-blank line."""
+    """One input event (docs/input-events.md) per non-blank line."""
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue

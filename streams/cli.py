@@ -245,6 +245,26 @@ def _cmd_customer(args: argparse.Namespace) -> int:
         return 1
 
 
+def _cmd_schema(args: argparse.Namespace) -> int:
+    """Write the events' JSON Schema files, or with --check only report stale ones."""
+    from pathlib import Path
+
+    from streams.schemas import SCHEMA_DIR, generate, stale, write
+
+    directory = Path(args.dir) if args.dir else SCHEMA_DIR
+    generated = generate()
+    if args.check:
+        outdated = stale(directory, generated)
+        for name in outdated:
+            print(f"ltv schema: {directory / name} is missing or stale", file=sys.stderr)
+        if outdated:
+            print("ltv schema: run `ltv schema` and commit the result", file=sys.stderr)
+        return 1 if outdated else 0
+    changed = write(directory, generated)
+    print(f"ltv schema: {len(changed)} of {len(generated)} files written to {directory}")
+    return 0
+
+
 #: Benchmarks runnable as ``ltv bench NAME`` (bench/NAME.py, in a source checkout).
 BENCHMARKS = ("throughput", "latency", "recovery", "memory", "arrival_order")
 
@@ -357,6 +377,17 @@ def build_parser() -> argparse.ArgumentParser:
     customer.add_argument("customer_id")
     customer.add_argument("--url", default=None, help="a worker's base URL (default: LTV_WEB_*)")
     customer.set_defaults(func=_cmd_customer)
+
+    schema = sub.add_parser(
+        "schema", help="write the JSON Schema of every input and output event (docs/schemas)"
+    )
+    schema.add_argument("--dir", default=None, help="default: docs/schemas")
+    schema.add_argument(
+        "--check",
+        action="store_true",
+        help="write nothing; exit 1 listing the files that are missing or differ",
+    )
+    schema.set_defaults(func=_cmd_schema)
 
     bench = sub.add_parser(
         "bench",

@@ -1,4 +1,4 @@
-"""The model-fit job (DESIGN §6): every customer's state in Redis -> fitted parameters.
+"""The model-fit job (docs/valuation.md): every customer's state in Redis -> fitted parameters.
 
 Steps: HSCAN every partition hash of the ``customers`` table of this app id
 (``state.store.keys``), decode each state (``state.codec``), reduce it to the

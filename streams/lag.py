@@ -1,4 +1,4 @@
-"""Consumer lag, assigned partitions and rebalances (DESIGN §8).
+"""Consumer lag, assigned partitions and rebalances (docs/metrics.md).
 
 Faust's own Prometheus sensor is deliberately not used: it mis-measures
 rebalances and HTTP latency, and those numbers would reach the dashboard.

@@ -1,4 +1,4 @@
-"""Prometheus metrics of DESIGN §8, defined once for the whole worker.
+"""Prometheus metrics (docs/metrics.md), defined once for the whole worker.
 
 Names carry the ``ltv_`` prefix and base units; no label ever holds a
 customer id, so cardinality stays bounded by topics, partitions and enums.

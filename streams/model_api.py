@@ -1,7 +1,7 @@
 """The model in force on a worker, served at ``GET /model``.
 
 ``streams.fit.install`` attaches the timers and holds the model in force;
-this module serves it (DESIGN §10). Before the first successful fit the body
+this module serves it (docs/http.md). Before the first successful fit the body
 has ``"version": null`` and no models, and workers value with the heuristic.
 """
 

@@ -491,7 +491,7 @@ class Processor:
 
 
 def _versions(applied: tuple[Applied, ...], old_version: int) -> list[tuple[Applied, int]]:
-    """One consecutive version per incorporated event (DESIGN §7)."""
+    """One consecutive version per incorporated event: consumers dedup by it."""
     return [(a, old_version + i) for i, a in enumerate(applied, start=1)]
 
 

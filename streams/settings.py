@@ -1,4 +1,4 @@
-"""Service configuration, read once from the environment (DESIGN §9).
+"""Service configuration, read once from the environment (docs/configuration.md).
 
 Every knob is an ``LTV_*`` variable validated by pydantic at start-up, so a
 typo such as ``LTV_PARTITIONS=abc`` stops the worker with one line naming the

@@ -1,4 +1,4 @@
-"""HTTP endpoints of a worker: health, readiness and Prometheus metrics (DESIGN §10)."""
+"""HTTP endpoints of a worker: health, readiness and Prometheus metrics (docs/http.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Redis-backed Faust table store (DESIGN §5).
+"""Redis-backed Faust table store (docs/operations.md, State).
 
 ``register()`` maps the Redis URL schemes to :class:`RedisStore` in Faust's
 store registry. The same mapping is installed as ``faust.stores`` entry

@@ -1,4 +1,4 @@
-"""Prometheus metrics of the Redis table store (DESIGN §8).
+"""Prometheus metrics of the Redis table store (docs/metrics.md).
 
 Metrics are created against an explicit registry so tests can use a fresh
 ``CollectorRegistry``; the process-wide default is created once, because

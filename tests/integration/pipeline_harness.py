@@ -26,8 +26,10 @@ import orjson
 import redis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from schema_check import assert_valid
 
 from state.store.config import StoreConfig
+from streams.schemas import EventKind
 
 BOOTSTRAP = os.environ.get("LTV_TEST_BOOTSTRAP", "127.0.0.1:9092")
 REDIS_URL = os.environ.get("LTV_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -56,6 +58,20 @@ def free_port() -> int:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
         return port
+
+
+#: The schema of each output topic of a Deployment, by its ``Deployment.topic`` name.
+_OUTPUT_KINDS: dict[str, EventKind] = {
+    "updates": "update",
+    "churn": "churn",
+    "dead-letter": "dead_letter",
+    "customers": "update",
+}
+
+
+def output_kind(topic: str) -> EventKind | None:
+    """Which output a Deployment's ``topic`` carries (None: not an output topic)."""
+    return _OUTPUT_KINDS.get(topic.rpartition(".")[2])
 
 
 @dataclass
@@ -296,7 +312,8 @@ async def consume_raw(
     """Record values of ``topic`` from the beginning, in offset order per partition.
 
     Reads until ``expected`` records arrived (or ``expected(values)`` holds),
-    at most ``timeout`` seconds, then ``settle`` seconds more.
+    at most ``timeout`` seconds, then ``settle`` seconds more. Every record of
+    an output topic is checked against its schema in docs/schemas.
     """
 
     def done(values: list[bytes]) -> bool:
@@ -324,6 +341,10 @@ async def consume_raw(
             out.extend(r.value for rs in batches.values() for r in rs if r.value is not None)
     finally:
         await consumer.stop()
+    kind = output_kind(topic)
+    if kind is not None:
+        for value in out:
+            assert_valid(kind, value)
     return out
 
 

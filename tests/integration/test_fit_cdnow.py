@@ -30,7 +30,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 TOKEN = "test-token-4f1c"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 CALIBRATION_END = "19970930"
-# Published CDNOW figures (DESIGN §6); alpha per week, the fit is in days.
+# Published CDNOW figures (docs/valuation.md); alpha per week, the fit is in days.
 PUBLISHED = {
     "bgnbd": {"r": 0.243, "alpha": 4.414, "a": 0.793, "b": 2.426},
     "mbgnbd": {"r": 0.525, "alpha": 6.183, "a": 0.891, "b": 1.614},

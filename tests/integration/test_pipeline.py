@@ -13,6 +13,7 @@ from typing import Any
 import orjson
 import pytest
 from pipeline_harness import Deployment, consume, deployed, event, produce
+from schema_check import assert_valid
 
 from state.fx import load_fx_table
 
@@ -142,6 +143,7 @@ async def test_customer_endpoint_answers_from_the_owner_with_the_token(tmp_path:
         auth = {"Authorization": "Bearer t0ken-for-tests"}
         status, body = worker.get("/customers/c-7", auth)
         assert status == 200, body
+        assert_valid("update", body)
         answer = orjson.loads(body)
         latest = published[-1]
         assert answer["cause"] == {"type": "query", "event_id": None}

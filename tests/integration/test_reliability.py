@@ -1,4 +1,4 @@
-"""Fault injection: at-least-once on the wire, exactly-once in state (issue 9).
+"""Fault injection: at-least-once on the wire, exactly-once in state.
 
 Every case sends a seeded mixed stream (mixed_stream: three years of history
 sent out of order, duplicates at any distance, racing cancellations,
@@ -557,7 +557,7 @@ async def test_hostile_input(deployment: Callable[..., Deployment]) -> None:
     stream = build_stream(
         dep.purchases, dep.cancellations, events=size(3000, 20_000), seed=905, garbage_rate=0
     )
-    # Zero-value orders are real orders (DESIGN §4): valid, applied, counted.
+    # Zero-value orders are real orders (docs/input-events.md): valid, applied, counted.
     for n in range(size(20, 200)):
         zero = {
             "event_id": f"z-{n}",

@@ -120,7 +120,7 @@ def test_jsonl_tells_purchases_and_cancellations_apart() -> None:
     kinds = [(e.kind, e.value["event_id"]) for e in events(items)]
     assert kinds == [("purchase", "e-1"), ("cancellation", "e-2"), ("cancellation", "e-3")]
     refund = events(items)[2].value
-    assert "type" not in refund  # sent in the DESIGN §4 format
+    assert "type" not in refund  # sent in the format of docs/input-events.md
     assert decode_cancellation(orjson.dumps(refund), fx=FX).amount == 4
 
 

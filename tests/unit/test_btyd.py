@@ -1,4 +1,4 @@
-"""Behaviour of the BTYD models, the spend model and discounted CLV (DESIGN §6).
+"""Behaviour of the BTYD models, the spend model and discounted CLV (docs/valuation.md).
 
 Reference values come from straightforward transcriptions of the papers'
 formulas (no log-space, no Euler transformation), from numerical integration,

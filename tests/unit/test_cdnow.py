@@ -1,4 +1,4 @@
-"""CDNOW checks: the fits reproduce the published figures (DESIGN §6).
+"""CDNOW checks: the fits reproduce the published figures (docs/valuation.md).
 
 Data: the 1/10 CDNOW sample (2 357 customers who first bought in Q1 1997)
 shipped inside the ``lifetimes`` wheel, read straight from its package
