@@ -25,8 +25,8 @@ test: install lint
 	scripts/test
 
 lint: install
-	$(BIN)/ruff check $(CODE) tests bench
-	$(BIN)/ruff format --check $(CODE) tests bench
+	$(BIN)/ruff check $(CODE) tests bench docs/examples
+	$(BIN)/ruff format --check $(CODE) tests bench docs/examples
 	$(BIN)/mypy $(CODE)
 
 unit: install

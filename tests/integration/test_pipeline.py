@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -12,6 +13,8 @@ from typing import Any
 
 import orjson
 import pytest
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from pipeline_harness import Deployment, consume, deployed, event, produce
 from schema_check import assert_valid
 
@@ -204,3 +207,43 @@ async def test_churn_risk_records_follow_the_heuristic_levels(deployment: Deploy
     updates = await consume(deployment.updates, 3, settle=0.5)
     levels = {(u["customer_id"], u["version"]): u["churn_risk"] for u in updates}
     assert levels == {("fresh", 1): "low", ("lapsing", 1): "low", ("lapsing", 2): "high"}
+
+
+def _docs_example(name: str) -> Any:
+    """A script of docs/examples, imported as users would run it."""
+    path = Path(__file__).resolve().parents[2] / "docs" / "examples" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+async def test_the_compacted_customers_topic_bootstraps_every_customers_latest_update(
+    deployment: Deployment,
+) -> None:
+    deployment.start_worker()
+    records = [
+        event(deployment.purchases, purchase(1, "c-1", "100.00", day=1)),
+        event(deployment.purchases, purchase(2, "c-1", "60.00", day=3)),
+        event(deployment.purchases, purchase(1, "c-2", "40.00", day=2)),
+    ]
+    await produce(records)
+    updates = await consume(deployment.updates, 3, settle=1.0)
+    newest = {}
+    for update in updates:
+        if update["version"] > newest.get(update["customer_id"], {"version": 0})["version"]:
+            newest[update["customer_id"]] = update
+    example = _docs_example("current_ltv")
+    assert await example.current_ltv(deployment.bootstrap, deployment.latest) == newest
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=deployment.bootstrap)
+    await admin.start()
+    try:
+        (response,) = await admin.describe_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, deployment.latest)]
+        )
+        ((_, _, _, _, entries),) = response.resources
+        assert {entry[0]: entry[1] for entry in entries}["cleanup.policy"] == "compact"
+    finally:
+        await admin.close()
