@@ -3,7 +3,7 @@
 Shops export orders one row per order line, and returns as lines of their
 own (a negative quantity, or an order id with a returns prefix such as
 ``C``) that name no original order. ``convert`` turns such a file into
-DESIGN §4 purchases and cancellations; it reads the whole file first,
+purchases and cancellations (docs/input-events.md); it reads the whole file first,
 because an order's lines may be anywhere in it and a return needs every
 earlier order of its customer. Nothing here does I/O.
 
