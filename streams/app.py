@@ -77,17 +77,6 @@ class Topics:
         }
         return {kind: tuple(t.get_topic_name() for t in ts) for kind, ts in outputs.items()}
 
-    def all(self) -> tuple[faust.TopicT, ...]:
-        return (
-            self.purchases,
-            self.cancellations,
-            self.updates,
-            self.churn,
-            self.dead_letter,
-            self.latest_updates,
-            self.inactivity,
-        )
-
 
 @dataclass(frozen=True)
 class ServiceApp:

@@ -21,6 +21,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from schema_check import SCHEMA_DIR, assert_valid, validator
+from test_events import CANCELLATION, PURCHASE
 
 from ltv.gammagamma import GammaGammaParams
 from ltv.mbgnbd import MBGNBDParams
@@ -44,27 +45,6 @@ MODEL = ModelSnapshot(
     rfm=RfmEdges((10, 30, 90, 180), (0, 1, 2, 4), (50, 100, 200, 400)),
     subscription_monthly_churn=0.1,
 )
-PURCHASE: dict[str, Any] = {
-    "event_id": "e-1",
-    "order_id": "o-1001",
-    "customer_id": "c-42",
-    "occurred_at": "2026-11-20T10:15:00+01:00",
-    "amount": "499.00",
-    "currency": "SEK",
-    "margin_rate": 0.42,
-    "channel": "paid_search",
-    "items": [{"sku": "A1", "category": "books", "quantity": 1, "unit_price": "499.00"}],
-    "subscription": {"plan_id": "pro", "interval": "month"},
-}
-CANCELLATION: dict[str, Any] = {
-    "event_id": "e-2",
-    "order_id": "o-1001",
-    "customer_id": "c-42",
-    "occurred_at": "2026-11-21T09:00:00Z",
-    "amount": "100.00",
-    "scope": "order",
-    "reason": "returned",
-}
 
 
 # ----------------------------------------------------------------- the files are current
