@@ -48,8 +48,7 @@ from state.customer import (
     CustomerState,
     StateConfig,
     Transition,
-    apply_cancellation,
-    apply_purchase,
+    apply_event,
     new_state,
     notice_due,
     notify_unmatched,
@@ -62,8 +61,10 @@ from state.events import (
     DeadLetter,
     ErrorCode,
     EventError,
+    InputEvent,
     check_key,
     decode_cancellation,
+    decode_feedback,
     decode_purchase,
 )
 from streams.progress import PartitionProgress
@@ -74,7 +75,7 @@ log = logging.getLogger(__name__)
 CauseFields = dict[str, str | None]
 
 #: "inactivity": the internal record of the inactivity timer (streams.inactivity).
-EventType = Literal["purchase", "cancellation", "inactivity"]
+EventType = Literal["purchase", "cancellation", "feedback", "inactivity"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,19 +195,11 @@ class Processor:
     ) -> Result:
         if kind == "inactivity":
             return self._inactivity(record, stored, now)
-        fx = self.state_cfg.fx
-        if kind == "purchase":
-            event: object = decode_purchase(record.value, fx=fx, max_bytes=self.max_bytes)
-        else:
-            event = decode_cancellation(record.value, fx=fx, max_bytes=self.max_bytes)
-        customer_id: str = event.customer_id  # type: ignore[attr-defined]
-        occurred_at: datetime = event.occurred_at  # type: ignore[attr-defined]
+        event = self._decode(kind, record.value)
+        customer_id, occurred_at = event.customer_id, event.occurred_at
         check_key(record.key, customer_id)
         state = decode_state(stored) if stored is not None else new_state(customer_id)
-        if kind == "purchase":
-            transition = apply_purchase(state, event, self.state_cfg)  # type: ignore[arg-type]
-        else:
-            transition = apply_cancellation(state, event, self.state_cfg)  # type: ignore[arg-type]
+        transition = apply_event(state, event, self.state_cfg)
         if self.watermark is None or occurred_at > self.watermark:
             self.watermark = occurred_at
         if transition.outcome == "limit":
@@ -238,6 +231,14 @@ class Processor:
         if result.state is not None and (state.pending or transition.state.pending):
             result.notice_at = NextCheck(notice_due(transition.state, self.state_cfg))
         return result
+
+    def _decode(self, kind: EventType, raw: bytes) -> InputEvent:
+        """The input event of a record of input ``kind``, or ``EventError``."""
+        if kind == "purchase":
+            return decode_purchase(raw, fx=self.state_cfg.fx, max_bytes=self.max_bytes)
+        if kind == "cancellation":
+            return decode_cancellation(raw, fx=self.state_cfg.fx, max_bytes=self.max_bytes)
+        return decode_feedback(raw, max_bytes=self.max_bytes)
 
     def _render(self, t: Transition, old_version: int, clock: datetime) -> Result:
         """Store and publish according to the transition's outcome (see Transition)."""
@@ -434,6 +435,7 @@ class Processor:
                 "segment": v.segment,
                 "ltv_cac": v.ltv_cac,
                 "model": None if model is None else {"name": model.name, "version": model.version},
+                "nps_class": s.nps_class,
             }
         )
 
