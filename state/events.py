@@ -314,8 +314,9 @@ class Feedback(_Input):
     comment: Annotated[str, Field(max_length=1000, strict=True)] | None = None
 
 
-#: Any input event a shop publishes.
+#: Any input event a shop publishes, and the names of their kinds.
 InputEvent = Purchase | Cancellation | Feedback
+InputKind = Literal["purchase", "cancellation", "feedback"]
 
 _M = TypeVar("_M", bound=_Input)
 
@@ -366,6 +367,17 @@ def decode_cancellation(
 def decode_feedback(raw: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES) -> Feedback:
     """Parse and validate one ``customers.feedback`` message or raise ``EventError``."""
     return _decode(Feedback, raw, max_bytes)
+
+
+def decode_event(
+    kind: InputKind, raw: bytes, *, fx: FxTable, max_bytes: int = DEFAULT_MAX_BYTES
+) -> InputEvent:
+    """Parse and validate one message of input ``kind`` or raise ``EventError``."""
+    if kind == "purchase":
+        return decode_purchase(raw, fx=fx, max_bytes=max_bytes)
+    if kind == "cancellation":
+        return decode_cancellation(raw, fx=fx, max_bytes=max_bytes)
+    return decode_feedback(raw, max_bytes=max_bytes)
 
 
 def check_key(key: bytes | str | None, customer_id: str) -> None:

@@ -61,11 +61,9 @@ from state.events import (
     DeadLetter,
     ErrorCode,
     EventError,
-    InputEvent,
+    InputKind,
     check_key,
-    decode_cancellation,
-    decode_feedback,
-    decode_purchase,
+    decode_event,
 )
 from streams.progress import PartitionProgress
 
@@ -75,7 +73,7 @@ log = logging.getLogger(__name__)
 CauseFields = dict[str, str | None]
 
 #: "inactivity": the internal record of the inactivity timer (streams.inactivity).
-EventType = Literal["purchase", "cancellation", "feedback", "inactivity"]
+EventType = InputKind | Literal["inactivity"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,7 +193,7 @@ class Processor:
     ) -> Result:
         if kind == "inactivity":
             return self._inactivity(record, stored, now)
-        event = self._decode(kind, record.value)
+        event = decode_event(kind, record.value, fx=self.state_cfg.fx, max_bytes=self.max_bytes)
         customer_id, occurred_at = event.customer_id, event.occurred_at
         check_key(record.key, customer_id)
         state = decode_state(stored) if stored is not None else new_state(customer_id)
@@ -231,14 +229,6 @@ class Processor:
         if result.state is not None and (state.pending or transition.state.pending):
             result.notice_at = NextCheck(notice_due(transition.state, self.state_cfg))
         return result
-
-    def _decode(self, kind: EventType, raw: bytes) -> InputEvent:
-        """The input event of a record of input ``kind``, or ``EventError``."""
-        if kind == "purchase":
-            return decode_purchase(raw, fx=self.state_cfg.fx, max_bytes=self.max_bytes)
-        if kind == "cancellation":
-            return decode_cancellation(raw, fx=self.state_cfg.fx, max_bytes=self.max_bytes)
-        return decode_feedback(raw, max_bytes=self.max_bytes)
 
     def _render(self, t: Transition, old_version: int, clock: datetime) -> Result:
         """Store and publish according to the transition's outcome (see Transition)."""

@@ -29,13 +29,7 @@ from ltv.rfm import RfmEdges
 from ltv.valuation import ModelSnapshot, ValuationConfig
 from state.customer import StateConfig
 from state.envelope import Output
-from state.events import (
-    EventError,
-    InputEvent,
-    decode_cancellation,
-    decode_feedback,
-    decode_purchase,
-)
+from state.events import EventError, InputKind, decode_event
 from state.fx import load_fx_table
 from streams.cli import main
 from streams.demo import DemoFeed
@@ -152,17 +146,9 @@ def schema_accepts(kind: EventType, doc: Any) -> bool:
     return validator(kind).is_valid(doc)  # type: ignore[arg-type]
 
 
-def decode(kind: EventType, raw: bytes) -> InputEvent:
-    if kind == "purchase":
-        return decode_purchase(raw, fx=FX)
-    if kind == "cancellation":
-        return decode_cancellation(raw, fx=FX)
-    return decode_feedback(raw)
-
-
-def decoder_accepts(kind: EventType, doc: Any) -> bool:
+def decoder_accepts(kind: InputKind, doc: Any) -> bool:
     try:
-        decode(kind, orjson.dumps(doc))
+        decode_event(kind, orjson.dumps(doc), fx=FX)
     except EventError:
         return False
     return True
