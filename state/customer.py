@@ -69,7 +69,7 @@ from typing import Literal, NamedTuple
 
 import orjson
 
-from state.events import Cancellation, Feedback, InputEvent, NpsClass, Purchase, Scope
+from state.events import Cancellation, Feedback, InputEvent, InputKind, NpsClass, Purchase, Scope
 from state.fx import MONEY_CONTEXT, MONEY_QUANTUM, FxTable
 
 ZERO = Decimal(0)
@@ -304,7 +304,7 @@ class BtydSummary:
 class Applied:
     """One input event incorporated into the state (= one ltv.updates message)."""
 
-    kind: Literal["purchase", "cancellation", "feedback"]
+    kind: InputKind
     event_id: str
     ends_subscription: bool = False
 
