@@ -50,10 +50,11 @@ Version counter
 
 The per-customer cap
     ``max_events`` bounds what one customer remembers (orders plus cancellation
-    and feedback ids), and with it the state's size: about 20 bytes an order encoded, so the
-    default 20 000 keeps a value well under Kafka's 1 MB record limit.  A new
-    event past the cap is refused (outcome ``limit``, dead-lettered as
-    ``customer_limit``); duplicates of what is remembered are still recognised.
+    and feedback ids), and with it the state's size: about 20 bytes an order
+    encoded, so the default 20 000 keeps a value well under Kafka's 1 MB record
+    limit.  A new event past the cap is refused (outcome ``limit``,
+    dead-lettered as ``customer_limit``); duplicates of what is remembered are
+    still recognised.
     Below the cap every figure is exact in any order; past it, which events were
     refused depends on arrival order, and the dead letters say which.
 """
@@ -280,6 +281,7 @@ class CustomerState:
 
     @property
     def nps_class(self) -> NpsClass:
+        """The class of the latest NPS answer (docs/input-events.md)."""
         return "unknown" if self.score is None else self.score.nps_class()
 
     def unnotified_since(self) -> datetime | None:
