@@ -48,7 +48,11 @@ from streams.processing import CauseFields, EventType, Processor, Record
 from streams.settings import Settings
 from streams.wiring import build_processor
 
-TOPICS: dict[EventType, str] = {"purchase": "purchases", "cancellation": "cancellations"}
+TOPICS: dict[EventType, str] = {
+    "purchase": "purchases",
+    "cancellation": "cancellations",
+    "feedback": "feedback",
+}
 
 
 def records(events: Iterable[DemoEvent]) -> list[tuple[EventType, Record]]:

@@ -60,6 +60,7 @@ class Topics:
 
     purchases: faust.TopicT
     cancellations: faust.TopicT
+    feedback: faust.TopicT
     updates: faust.TopicT
     churn: faust.TopicT
     dead_letter: faust.TopicT
@@ -115,6 +116,7 @@ def build_app(settings: Settings) -> ServiceApp:
     topics = Topics(
         purchases=topic(settings.topic_purchases),
         cancellations=topic(settings.topic_cancellations),
+        feedback=topic(settings.topic_feedback),
         updates=topic(settings.topic_updates),
         churn=topic(settings.topic_churn),
         dead_letter=topic(settings.topic_dead_letter),

@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Literal
 
-EventKind = Literal["purchase", "cancellation"]
+EventKind = Literal["purchase", "cancellation", "feedback"]
 
 _CURRENCIES = (("SEK", 0.4, 400.0), ("EUR", 0.3, 40.0), ("USD", 0.2, 45.0), ("GBP", 0.1, 35.0))
 _CHANNELS = ("organic", "paid_search", "social", "email", "referral")
