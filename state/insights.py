@@ -1,0 +1,284 @@
+"""Live group aggregates (docs/insights.md): what one customer adds, and the sums.
+
+Exactness and order independence rest on one rule: a partition's aggregate is
+the sum of its customers' contributions, and a contribution is a pure
+function of the customer's state and last valuation (``Contribution.of``).
+Every write of a customer replaces its contribution::
+
+    aggregate.remove(stored_contribution)
+    new = Contribution.of(state, valuation, cfg, nps_class)
+    aggregate.add(new)        # and store ``new`` with the state, atomically
+
+Sums are integers (money in ``ltv.insights.UNITS``, the state's 4-decimal
+quantum), so add and remove are exact and commute: the aggregate is the
+same whatever order the writes came in, even a remove before its add, and
+the aggregates of partitions merge by addition.
+
+The contribution to remove is the one stored with the customer, not one
+recomputed from the old state: predicted LTV, segment and churn risk come
+from the valuation, which depends on the clock and the model of its time,
+and the configuration (CAC, basis) may have changed since. Removing exactly
+what was added keeps the sums right whatever changed in between.
+
+Nothing here depends on a clock: contributions keep every cohort month and
+calendar month, and the read side (``ltv.insights``) folds and windows them
+as of its own clock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from decimal import Decimal
+
+import orjson
+
+from ltv.formulas import historic_ltv
+from ltv.insights import (
+    AGES,
+    CUSTOMERS,
+    LTV_CAC_TARGET,
+    NO_RISK,
+    NPS_CLASSES,
+    RETENTION_MONTHS,
+    SUBS_ACTIVE,
+    SUBS_ACTIVE_START,
+    SUBS_ENDED,
+    SUBS_ENDED_SECONDS,
+    UNITS,
+    UNSCORED,
+    InsightsConfig,
+    breadth_of,
+    cohort_key,
+    epoch_seconds,
+    group_key,
+    month_index,
+    month_name,
+    mrr_key,
+)
+from ltv.valuation import Valuation
+from state.customer import CustomerState, SubscriptionState
+from state.fx import MONEY_QUANTUM
+
+#: Version of the encoded aggregate and contribution.
+FORMAT = 1
+
+# A plan's charge per month (months of 365.25 / 12 days, as the fit job counts).
+_PER_MONTH = {
+    "day": Decimal("30.4375"),
+    "week": Decimal("30.4375") / 7,
+    "month": Decimal(1),
+    "year": Decimal(1) / 12,
+}
+
+
+#: Adds an amount to a key of the contribution being built.
+_Put = Callable[[str, int], None]
+
+
+class InsightsError(ValueError):
+    """An encoded aggregate or contribution is not one this module wrote."""
+
+
+def units(amount: Decimal) -> int:
+    """Base-currency money as integer units (exact for state figures)."""
+    return int(amount.quantize(MONEY_QUANTUM).scaleb(4))
+
+
+@dataclass(frozen=True, slots=True)
+class Contribution:
+    """Everything one customer adds to the aggregates: (key, amount) pairs,
+    sorted by key, without zeros. Computed once per write and stored with the
+    state, so that the next write removes exactly this."""
+
+    sums: tuple[tuple[str, int], ...] = ()
+
+    @classmethod
+    def of(
+        cls,
+        state: CustomerState,
+        valuation: Valuation | None,
+        cfg: InsightsConfig,
+        nps_class: str = "unknown",
+    ) -> Contribution:
+        """The contribution of ``state`` valued ``valuation`` (None: not valued
+        yet, which counts its historic value only, unscored, at its stored risk).
+
+        A customer counts once they have an order not refunded in full; before
+        that (and after every order is refunded) they contribute nothing.
+        """
+        if nps_class not in NPS_CLASSES:
+            raise ValueError(f"unknown NPS class {nps_class!r}")
+        first = state.first_order_at
+        if first is None:
+            return cls()
+        out: dict[str, int] = {}
+
+        def put(key: str, amount: int) -> None:
+            if amount:
+                out[key] = out.get(key, 0) + amount
+
+        historic = units(historic_ltv(state.net, state.margin, cfg.basis))
+        predicted = 0
+        if valuation is not None and valuation.predicted_ltv is not None:
+            predicted = units(valuation.predicted_ltv)
+        total = historic + predicted
+        put(CUSTOMERS, 1)
+
+        channel = cfg.channel_of(state.channel)
+        cac = cfg.cac.get(channel)
+        put(group_key("channel", CUSTOMERS, channel), 1)
+        put(group_key("channel", "historic", channel), historic)
+        put(group_key("channel", "predicted", channel), predicted)
+        put(group_key("channel", "total", channel), total)
+        if cac is not None and cac > 0 and total > LTV_CAC_TARGET * cac * UNITS:
+            put(group_key("channel", "above_target", channel), 1)
+
+        for group, member in (
+            ("breadth", breadth_of(len(state.categories))),
+            ("segment", valuation.segment if valuation and valuation.segment else UNSCORED),
+            ("nps", nps_class),
+            ("risk", _risk(state, valuation)),
+        ):
+            put(group_key(group, CUSTOMERS, member), 1)
+            put(group_key(group, "total", member), total)
+
+        _cohort(state, put)
+        if state.subscription is not None:
+            _subscription(state, state.subscription, put)
+        return cls(tuple(sorted(out.items())))
+
+    def encode(self) -> bytes:
+        """Canonical JSON, to store with the customer's state."""
+        return orjson.dumps({"format": FORMAT, "sums": dict(self.sums)})
+
+    @classmethod
+    def decode(cls, data: bytes) -> Contribution:
+        return cls(tuple(sorted(_decode_sums(data).items())))
+
+
+def _risk(state: CustomerState, valuation: Valuation | None) -> str:
+    if valuation is not None:
+        level = valuation.churn_risk
+        return NO_RISK if level is None else level.value
+    return state.risk or NO_RISK
+
+
+def _cohort(state: CustomerState, put: _Put) -> None:
+    """Cohort figures from the live orders: value within each age, the months
+    after acquisition with an order, net revenue per calendar month."""
+    first = state.first_order_at
+    assert first is not None
+    cohort = month_index(first)
+    put(cohort_key(cohort, CUSTOMERS), 1)
+    limits = [(age, first + timedelta(days=age)) for age in AGES]
+    months: set[int] = set()
+    for e in state.ledger.values():
+        if e.cancelled:
+            continue
+        net = units(e.net)
+        month = month_index(e.occurred_at)
+        months.add(month - cohort)
+        put(cohort_key(cohort, "revenue", month_name(month)), net)
+        for age, limit in limits:
+            if e.occurred_at < limit:
+                put(cohort_key(cohort, "net", age), net)
+    for k in months:
+        if k < RETENTION_MONTHS:
+            put(cohort_key(cohort, "active", k), 1)
+
+
+def _subscription(state: CustomerState, sub: SubscriptionState, put: _Put) -> None:
+    """Subscriber exposure as the fit job measures it (streams/fit.py), split so
+    that no clock is needed: an ended subscription adds its length, a running
+    one its start, and the read side adds clock x running subscriptions."""
+    mrr = units(sub.amount * _PER_MONTH[sub.interval])
+    ended_at = state.subscription_ended_at if state.subscription_churned else None
+    if ended_at is None:
+        put(SUBS_ACTIVE, 1)
+        put(SUBS_ACTIVE_START, epoch_seconds(sub.started_at))
+        put(mrr_key(month_index(sub.started_at), None), mrr)
+    else:
+        put(SUBS_ENDED, 1)
+        put(SUBS_ENDED_SECONDS, max(0, epoch_seconds(ended_at) - epoch_seconds(sub.started_at)))
+        put(mrr_key(month_index(sub.started_at), month_index(ended_at)), mrr)
+
+
+class Aggregate(Mapping[str, int]):
+    """Integer sums over contributions: one partition's, or a merge of several.
+
+    A group under addition: ``add``, ``remove`` and ``merge`` commute, and a
+    sum that reaches 0 is dropped, so equal aggregates encode to equal bytes.
+    """
+
+    __slots__ = ("_sums",)
+
+    def __init__(self, sums: Mapping[str, int] | None = None) -> None:
+        self._sums: dict[str, int] = {k: v for k, v in (sums or {}).items() if v}
+
+    @classmethod
+    def of(cls, contributions: Iterable[Contribution]) -> Aggregate:
+        agg = cls()
+        for c in contributions:
+            agg.add(c)
+        return agg
+
+    def __getitem__(self, key: str) -> int:
+        return self._sums[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._sums)
+
+    def __len__(self) -> int:
+        return len(self._sums)
+
+    def __repr__(self) -> str:
+        return f"Aggregate({len(self._sums)} sums)"
+
+    def _apply(self, items: Iterable[tuple[str, int]], sign: int) -> None:
+        sums = self._sums
+        for key, amount in items:
+            v = sums.get(key, 0) + sign * amount
+            if v:
+                sums[key] = v
+            else:
+                del sums[key]
+
+    def add(self, c: Contribution) -> None:
+        self._apply(c.sums, 1)
+
+    def remove(self, c: Contribution) -> None:
+        self._apply(c.sums, -1)
+
+    def merge(self, other: Aggregate) -> None:
+        """Add another aggregate (another partition's) into this one."""
+        self._apply(other._sums.items(), 1)
+
+    def encode(self) -> bytes:
+        """Canonical JSON: keys sorted, no zeros, integers only.
+
+        orjson writes integers up to 64 bits: at 4 decimals that is 9e14 units
+        of the base currency per sum, far above any shop's revenue.
+        """
+        return orjson.dumps({"format": FORMAT, "sums": self._sums}, option=orjson.OPT_SORT_KEYS)
+
+    @classmethod
+    def decode(cls, data: bytes) -> Aggregate:
+        return cls(_decode_sums(data))
+
+
+def _decode_sums(data: bytes) -> dict[str, int]:
+    try:
+        doc = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise InsightsError(f"not JSON: {exc}") from None
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+        raise InsightsError(f"not an aggregate of format {FORMAT}")
+    sums = doc.get("sums")
+    if not isinstance(sums, dict) or not all(type(v) is int and v != 0 for v in sums.values()):
+        raise InsightsError("sums must be an object of non-zero integers")
+    return sums
+
+
+__all__ = ["FORMAT", "Aggregate", "Contribution", "InsightsError", "units"]
