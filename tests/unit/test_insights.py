@@ -18,7 +18,15 @@ from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
 
 import pytest
-from domain_histories import SPAN_DAYS, T0, Event, apply, histories
+from domain_histories import (
+    SPAN_DAYS,
+    T0,
+    Event,
+    apply,
+    histories,
+    make_cancellation,
+    make_purchase,
+)
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -44,6 +52,7 @@ from ltv.insights import (
 from ltv.risk import RiskLevel
 from ltv.valuation import Valuation
 from state.customer import CustomerState, new_state
+from state.events import Purchase, Scope
 from state.fx import MONEY_QUANTUM
 from state.insights import Aggregate, Contribution, InsightsError
 from streams.fit import monthly_churn, subscription_exposure
@@ -496,3 +505,68 @@ def test_bad_inputs_are_refused() -> None:
     ):
         with pytest.raises(InsightsError):
             Aggregate.decode(bad)
+
+
+def _customer(*events: Event, nps: str = "unknown") -> Customer:
+    state = new_state("c-1")
+    for event in events:
+        state = apply(state, event).state
+    return Customer(state, None, nps)
+
+
+def _at(text: str) -> datetime:
+    return datetime.fromisoformat(text).replace(tzinfo=UTC)
+
+
+def test_the_boundaries_of_the_definitions() -> None:
+    """Each comparison of docs/insights.md on its boundary: an order exactly 30
+    days after the first is not within 30 days, a cohort that starts the NRR
+    window is not in its base, a subscription ending in the clock's month still
+    counts at the end of the window, LTV equal to 3 x CAC is not above it."""
+    T = _at("2026-01-01T00:00:00")
+
+    def buy(
+        i: int, at: str, amount: str, channel: str | None = None, plan: str | None = None
+    ) -> Purchase:
+        minute = int((_at(at) - T) / timedelta(minutes=1))
+        return make_purchase(i, (minute, Decimal(amount), "SEK", None, channel, [], plan), T)
+
+    ends = _at("2027-03-01T00:00:00")
+    end_minute = int((ends - T) / timedelta(minutes=1))
+    customers = [
+        _customer(
+            buy(0, "2026-02-28T23:59:00", "100", "paid"), buy(1, "2026-03-30T23:59:00", "50")
+        ),
+        _customer(buy(0, "2026-03-01T00:00:00", "200"), buy(1, "2027-02-10T00:00:00", "10")),
+        _customer(buy(0, "2026-06-01T00:00:00", "45", "seo")),
+        _customer(
+            buy(0, "2026-02-10T00:00:00", "300", plan="pro"),
+            buy(1, "2026-03-10T00:00:00", "300", plan="pro"),
+            make_cancellation(0, "o-1", (end_minute, None, None, Scope.SUBSCRIPTION), T),
+        ),
+    ]
+    clock = _at("2027-03-10T12:00:00")
+    agg = final_aggregate(customers, CFG)
+    got = insights(agg, clock, CFG)
+    assert_same(got, customers, clock, CFG)
+    cohort = next(c for c in got.cohorts if c.cohort == "2026-02")
+    assert cohort.customers == 2
+    assert cohort.net_per_customer[30] == Decimal("350.00")  # (100 + 600) / 2
+    assert cohort.retention[:2] == (1.0, 1.0)
+    assert (got.nrr.window_start, got.nrr.window_end) == ("2026-03", "2027-02")
+    assert (got.nrr.revenue_prior, got.nrr.revenue_current) == (
+        Decimal("400.00"),
+        Decimal("350.00"),
+    )
+    assert got.nrr.revenue_nrr == 0.875
+    assert (got.nrr.mrr_start, got.nrr.mrr_end, got.nrr.mrr_nrr) == (
+        Decimal("300.00"),
+        Decimal("300.00"),
+        1.0,
+    )
+    seo = next(c for c in got.channels if c.channel == "seo")
+    assert (seo.mean_total_ltv, seo.ltv_cac, seo.share_above_target) == (Decimal("45.00"), 3.0, 0.0)
+    assert got.churn.subscribers_ended == 1 and got.churn.what_if is None
+    months = (ends - _at("2026-02-10T00:00:00")) / timedelta(days=365.25 / 12)
+    assert got.churn.subscription_monthly_churn == round(1 / months, 6)
+    assert got.to_json().startswith(b'{"as_of":"2027-03-10T12:00:00+00:00","currency":"USD"')
