@@ -26,6 +26,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
+from functools import cache
 from typing import Any
 
 import orjson
@@ -70,8 +71,9 @@ def month_index(at: datetime) -> int:
     return at.year * 12 + at.month - 1
 
 
+@cache
 def month_name(index: int) -> str:
-    """``YYYY-MM`` of a month index."""
+    """``YYYY-MM`` of a month index (cached: every contribution names a few)."""
     return f"{index // 12:04d}-{index % 12 + 1:02d}"
 
 

@@ -167,26 +167,31 @@ def _risk(state: CustomerState, valuation: Valuation | None) -> str:
 
 def _cohort(state: CustomerState, put: _Put) -> None:
     """Cohort figures from the live orders: value within each age, the months
-    after acquisition with an order, net revenue per calendar month."""
+    after acquisition with an order, net revenue per calendar month. Summed
+    per month first, so that each key is built once per customer."""
     first = state.first_order_at
     assert first is not None
     cohort = month_index(first)
-    put(cohort_key(cohort, CUSTOMERS), 1)
-    limits = [(age, first + timedelta(days=age)) for age in AGES]
-    months: set[int] = set()
+    limits = [first + timedelta(days=age) for age in AGES]
+    within = [0] * len(AGES)
+    revenue: dict[int, int] = {}
     for e in state.ledger.values():
         if e.cancelled:
             continue
         net = units(e.net)
         month = month_index(e.occurred_at)
-        months.add(month - cohort)
-        put(cohort_key(cohort, "revenue", month_name(month)), net)
-        for age, limit in limits:
+        revenue[month] = revenue.get(month, 0) + net
+        for i, limit in enumerate(limits):
             if e.occurred_at < limit:
-                put(cohort_key(cohort, "net", age), net)
-    for k in months:
-        if k < RETENTION_MONTHS:
-            put(cohort_key(cohort, "active", k), 1)
+                within[i] += net
+    put(cohort_key(cohort, CUSTOMERS), 1)
+    for age, net in zip(AGES, within, strict=True):
+        put(cohort_key(cohort, "net", age), net)
+    # Every month with a live order, also one whose orders are worth 0.
+    for month, net in revenue.items():
+        put(cohort_key(cohort, "revenue", month_name(month)), net)
+        if month - cohort < RETENTION_MONTHS:
+            put(cohort_key(cohort, "active", month - cohort), 1)
 
 
 def _subscription(state: CustomerState, sub: SubscriptionState, put: _Put) -> None:
