@@ -158,6 +158,23 @@ class Contribution:
         return cls(tuple(sorted(_decode_sums(data).items())))
 
 
+def delta(old: Contribution, new: Contribution) -> dict[str, int]:
+    """``new - old`` without zeros: what one write changes in its partition's sums.
+
+    Adding it is ``remove(old)`` then ``add(new)``; a store that keeps the
+    aggregate as a Redis hash applies it with one HINCRBY per key in the
+    script that writes the state, so both change atomically.
+    """
+    out = dict(new.sums)
+    for key, amount in old.sums:
+        v = out.get(key, 0) - amount
+        if v:
+            out[key] = v
+        else:
+            out.pop(key, None)
+    return out
+
+
 def _risk(state: CustomerState, valuation: Valuation | None) -> str:
     if valuation is not None:
         level = valuation.churn_risk
@@ -286,4 +303,4 @@ def _decode_sums(data: bytes) -> dict[str, int]:
     return sums
 
 
-__all__ = ["FORMAT", "Aggregate", "Contribution", "InsightsError", "units"]
+__all__ = ["FORMAT", "Aggregate", "Contribution", "InsightsError", "delta", "units"]
