@@ -238,8 +238,11 @@ class Insights:
     churn: ChurnFigures
 
     def to_json(self) -> bytes:
-        """Compact JSON: money as decimal strings with two decimals (docs/insights.md)."""
-        return orjson.dumps(asdict(self), default=_json_default, option=orjson.OPT_NON_STR_KEYS)
+        """Compact JSON: money as decimal strings with two decimals, times in UTC with
+        ``Z`` (docs/insights.md)."""
+        return orjson.dumps(
+            asdict(self), default=_json_default, option=orjson.OPT_NON_STR_KEYS | orjson.OPT_UTC_Z
+        )
 
 
 def _json_default(value: Any) -> str:

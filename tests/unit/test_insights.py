@@ -573,4 +573,4 @@ def test_the_boundaries_of_the_definitions() -> None:
     assert got.churn.subscribers_ended == 1 and got.churn.what_if is None
     months = (ends - _at("2026-02-10T00:00:00")) / timedelta(days=365.25 / 12)
     assert got.churn.subscription_monthly_churn == round(1 / months, 6)
-    assert got.to_json().startswith(b'{"as_of":"2027-03-10T12:00:00+00:00","currency":"USD"')
+    assert got.to_json().startswith(b'{"as_of":"2027-03-10T12:00:00Z","currency":"USD"')
