@@ -8,6 +8,9 @@ does), fits a model on them and values each customer with it, then times:
 * ``remove`` of the stored contribution plus ``add`` of the new one;
 * ``Aggregate.encode`` and ``insights`` on the merge of all partitions.
 
+It also prints what each customer would store next to its state: the whole
+contribution, or the valuation part it is recomputed from (``Valued``).
+
 It prints the encoded size of each of ``--partitions`` partition
 aggregates (customers spread by a hash of their key) and of their merge.
 The demo carries no NPS feedback: classes are spread by a hash of the
@@ -31,7 +34,7 @@ from ltv.insights import NPS_CLASSES, InsightsConfig, insights
 from ltv.valuation import value
 from state import envelope
 from state.customer import CustomerState
-from state.insights import Aggregate, Contribution
+from state.insights import Aggregate, Contribution, Valued
 from streams.demo import DemoFeed, default_start
 from streams.fit import Population, fit_population
 from streams.settings import Settings
@@ -87,12 +90,15 @@ def main() -> None:
     read_us = per_item_us(lambda a: insights(a, now, cfg), [merged])
     sizes = [len(p.encode()) for p in partitions]
     sums = [len(c.sums) for c in contributions]
+    stored = sum(len(c.encode()) for c in contributions) / len(contributions)
+    parts = sum(len(Valued.of(v).encode()) for _, v in valued) / len(valued)
 
     print(f"{len(states)} customers, {len(recs)} events, model {model.version if model else None}")
     print(
         f"Contribution.of: {of_us:.1f} us/state (mean {sum(sums) / len(sums):.1f} sums, "
         f"max {max(sums)}); remove + add: {swap_us:.1f} us"
     )
+    print(f"stored per customer: contribution {stored:.0f} bytes, or Valued {parts:.0f} bytes")
     print(
         f"{args.partitions} partition aggregates: {min(sizes)}-{max(sizes)} bytes encoded "
         f"({sum(sizes)} in all); merged: {len(merged.encode())} bytes, {len(merged)} sums"

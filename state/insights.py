@@ -14,11 +14,18 @@ quantum), so add and remove are exact and commute: the aggregate is the
 same whatever order the writes came in, even a remove before its add, and
 the aggregates of partitions merge by addition.
 
-The contribution to remove is the one stored with the customer, not one
-recomputed from the old state: predicted LTV, segment and churn risk come
-from the valuation, which depends on the clock and the model of its time,
-and the configuration (CAC, basis) may have changed since. Removing exactly
-what was added keeps the sums right whatever changed in between.
+The contribution to remove must be exactly the one added. Predicted LTV,
+segment and churn risk come from the valuation, which depended on the clock
+and the model of its time, so the old state alone cannot give them back.
+Two ways to store what is needed, next to the state in the same write:
+
+* the contribution itself (``Contribution.encode``, about 1 KB): exact even
+  when the configuration (CAC channels, value basis) changed in between;
+* the valuation part only (``Valued.encode``, a few dozen bytes), the old
+  contribution then being ``Contribution.of(old_state, stored_valued, ...)``:
+  exact while the configuration stays the same; after a change of
+  ``LTV_CAC`` or ``LTV_VALUE_BASIS`` the aggregates must be rebuilt from the
+  stored states.
 
 Nothing here depends on a clock: contributions keep every cohort month and
 calendar month, and the read side (``ltv.insights``) folds and windows them
@@ -87,6 +94,40 @@ def units(amount: Decimal) -> int:
 
 
 @dataclass(frozen=True, slots=True)
+class Valued:
+    """The parts of a valuation a contribution reads: predicted LTV in units,
+    RFM segment, churn-risk level. A few bytes: stored with the state, they let
+    the next write recompute the contribution it removes from the old state."""
+
+    predicted: int = 0
+    segment: str | None = None
+    risk: str | None = None
+
+    @classmethod
+    def of(cls, v: Valuation) -> Valued:
+        return cls(
+            predicted=0 if v.predicted_ltv is None else units(v.predicted_ltv),
+            segment=v.segment,
+            risk=None if v.churn_risk is None else v.churn_risk.value,
+        )
+
+    def encode(self) -> bytes:
+        return orjson.dumps([self.predicted, self.segment, self.risk])
+
+    @classmethod
+    def decode(cls, data: bytes) -> Valued:
+        try:
+            predicted, segment, risk = orjson.loads(data)
+        except (orjson.JSONDecodeError, TypeError, ValueError):
+            raise InsightsError("not an encoded valuation part") from None
+        if type(predicted) is not int or not all(
+            x is None or isinstance(x, str) for x in (segment, risk)
+        ):
+            raise InsightsError("not an encoded valuation part")
+        return cls(predicted, segment, risk)
+
+
+@dataclass(frozen=True, slots=True)
 class Contribution:
     """Everything one customer adds to the aggregates: (key, amount) pairs,
     sorted by key, without zeros. Computed once per write and stored with the
@@ -98,12 +139,14 @@ class Contribution:
     def of(
         cls,
         state: CustomerState,
-        valuation: Valuation | None,
+        valuation: Valuation | Valued | None,
         cfg: InsightsConfig,
         nps_class: str = "unknown",
     ) -> Contribution:
         """The contribution of ``state`` valued ``valuation`` (None: not valued
         yet, which counts its historic value only, unscored, at its stored risk).
+        A ``Valued`` stored with the state gives the same as the ``Valuation``
+        it was taken from.
 
         A customer counts once they have an order not refunded in full; before
         that (and after every order is refunded) they contribute nothing.
@@ -119,10 +162,12 @@ class Contribution:
             if amount:
                 out[key] = out.get(key, 0) + amount
 
+        if isinstance(valuation, Valuation):
+            valuation = Valued.of(valuation)
+        elif valuation is None:
+            valuation = Valued(risk=state.risk)
         historic = units(historic_ltv(state.net, state.margin, cfg.basis))
-        predicted = 0
-        if valuation is not None and valuation.predicted_ltv is not None:
-            predicted = units(valuation.predicted_ltv)
+        predicted = valuation.predicted
         total = historic + predicted
         put(CUSTOMERS, 1)
 
@@ -137,12 +182,12 @@ class Contribution:
 
         for group, member in (
             ("breadth", breadth_of(len(state.categories))),
-            ("segment", valuation.segment if valuation and valuation.segment else UNSCORED),
+            ("segment", valuation.segment or UNSCORED),
             ("nps", nps_class),
-            ("risk", _risk(state, valuation)),
         ):
             put(group_key(group, CUSTOMERS, member), 1)
             put(group_key(group, "total", member), total)
+        put(group_key("risk", CUSTOMERS, valuation.risk or NO_RISK), 1)
 
         _cohort(state, put)
         if state.subscription is not None:
@@ -173,13 +218,6 @@ def delta(old: Contribution, new: Contribution) -> dict[str, int]:
         else:
             out.pop(key, None)
     return out
-
-
-def _risk(state: CustomerState, valuation: Valuation | None) -> str:
-    if valuation is not None:
-        level = valuation.churn_risk
-        return NO_RISK if level is None else level.value
-    return state.risk or NO_RISK
 
 
 def _cohort(state: CustomerState, put: _Put) -> None:
@@ -303,4 +341,4 @@ def _decode_sums(data: bytes) -> dict[str, int]:
     return sums
 
 
-__all__ = ["FORMAT", "Aggregate", "Contribution", "InsightsError", "delta", "units"]
+__all__ = ["FORMAT", "Aggregate", "Contribution", "InsightsError", "Valued", "delta", "units"]
