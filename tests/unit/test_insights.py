@@ -544,15 +544,22 @@ def test_the_boundaries_of_the_definitions() -> None:
     end_minute = int((ends - T) / timedelta(minutes=1))
     customers = [
         _customer(
-            buy(0, "2026-02-28T23:59:00", "100", "paid"), buy(1, "2026-03-30T23:59:00", "50")
+            buy(0, "2026-02-28T23:59:00", "100", "paid"),
+            buy(1, "2026-03-30T23:59:00", "50"),
+            nps="promoter",
         ),
-        _customer(buy(0, "2026-03-01T00:00:00", "200"), buy(1, "2027-02-10T00:00:00", "10")),
+        _customer(
+            buy(0, "2026-03-01T00:00:00", "200"),
+            buy(1, "2027-02-10T00:00:00", "10"),
+            nps="detractor",
+        ),
         _customer(buy(0, "2026-06-01T00:00:00", "45", "seo")),
         _customer(
             buy(0, "2026-02-10T00:00:00", "300", plan="pro"),
             buy(1, "2026-03-10T00:00:00", "300", plan="pro"),
             make_cancellation(0, "o-1", (end_minute, None, None, Scope.SUBSCRIPTION), T),
         ),
+        _customer(buy(0, "2027-01-01T00:00:00", "100", plan="basic")),
     ]
     clock = _at("2027-03-10T12:00:00")
     agg = final_aggregate(customers, CFG)
@@ -575,7 +582,15 @@ def test_the_boundaries_of_the_definitions() -> None:
     )
     seo = next(c for c in got.channels if c.channel == "seo")
     assert (seo.mean_total_ltv, seo.ltv_cac, seo.share_above_target) == (Decimal("45.00"), 3.0, 0.0)
-    assert got.churn.subscribers_ended == 1 and got.churn.what_if is None
-    months = (ends - _at("2026-02-10T00:00:00")) / timedelta(days=365.25 / 12)
-    assert got.churn.subscription_monthly_churn == round(1 / months, 6)
+    assert (got.churn.subscribers_ended, got.churn.subscribers_active) == (1, 1)
+    month = timedelta(days=365.25 / 12)
+    months = (ends - _at("2026-02-10T00:00:00")) / month + (clock - _at("2027-01-01")) / month
+    churn = round(1 / months, 6)
+    assert got.churn.subscription_monthly_churn == churn
+    what_if = got.churn.what_if
+    assert what_if is not None and what_if.ltv_after is not None
+    assert (what_if.arpu, what_if.churn_after) == (Decimal("100.00"), round(churn - 0.05, 6))
+    assert what_if.ltv == _cents(Decimal(100) / Decimal(repr(churn)))
+    assert what_if.uplift_pct == round((churn / (churn - 0.05) - 1) * 100, 2)
+    assert got.promoter_detractor_ratio == round(150 / 210, 4)
     assert got.to_json().startswith(b'{"as_of":"2027-03-10T12:00:00Z","currency":"USD"')
