@@ -139,6 +139,7 @@ def feed(customers: int, seed: int = 8) -> DemoFeed:
         span_days=365,
         refund_rate=REFUND_RATE,
         duplicate_rate=DUPLICATE_RATE,
+        feedback=False,
     )
 
 

@@ -66,7 +66,7 @@ def records(events: Iterable[DemoEvent]) -> list[tuple[EventType, Record]]:
 def demo_records(customers: int, events: int, seed: int = 1) -> list[tuple[EventType, Record]]:
     """The first ``events`` of the demo feed as input records."""
     start = default_start(datetime(2026, 12, 1, tzinfo=UTC))
-    return records(islice(DemoFeed(customers, seed, start), events))
+    return records(islice(DemoFeed(customers, seed, start, feedback=False), events))
 
 
 def run(

@@ -32,7 +32,7 @@ def demo_states(customers: int, seed: int) -> list[CustomerState]:
     fx = load_fx_table()
     cfg = StateConfig(fx=fx)
     states: dict[str, CustomerState] = {}
-    for event in DemoFeed(customers, seed, datetime(2025, 1, 1, tzinfo=UTC)):
+    for event in DemoFeed(customers, seed, datetime(2025, 1, 1, tzinfo=UTC), feedback=False):
         raw = orjson.dumps(event.value)
         state = states.get(event.key) or new_state(event.key)
         if event.kind == "purchase":

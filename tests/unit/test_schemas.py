@@ -106,7 +106,7 @@ def demo_events(customers: int = 80, seed: int = 3) -> list[tuple[EventType, byt
     """A year of the demo shop: (kind, key, value) in event-time order."""
     return [
         (ev.kind, ev.key.encode(), orjson.dumps(ev.value))
-        for ev in DemoFeed(customers, seed, START)
+        for ev in DemoFeed(customers, seed, START, feedback=False)
     ]
 
 
