@@ -107,6 +107,7 @@ def settings_env(topics: str, app_id: str, servers: Infra) -> dict[str, str]:
         "LTV_REDIS_URL": servers.redis_url,
         "LTV_TOPIC_PURCHASES": f"{topics}.purchases",
         "LTV_TOPIC_CANCELLATIONS": f"{topics}.cancellations",
+        "LTV_TOPIC_FEEDBACK": f"{topics}.feedback",
         "LTV_TOPIC_UPDATES": f"{app_id}.updates",
         "LTV_TOPIC_CHURN": f"{app_id}.churn",
         "LTV_TOPIC_DEAD_LETTER": f"{app_id}.dead-letter",
@@ -139,7 +140,6 @@ def feed(customers: int, seed: int = 8) -> DemoFeed:
         span_days=365,
         refund_rate=REFUND_RATE,
         duplicate_rate=DUPLICATE_RATE,
-        feedback=False,
     )
 
 

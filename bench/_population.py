@@ -38,9 +38,9 @@ from aiokafka.partitioner import murmur2
 
 from state import envelope
 from state.codec import encode_state
-from state.customer import CustomerState, StateConfig, apply_cancellation, apply_purchase
+from state.customer import CustomerState, StateConfig, apply_event
 from state.customer import new_state as empty_state
-from state.events import decode_cancellation, decode_purchase
+from state.events import decode_event
 from state.fx import load_fx_table
 from state.store.config import StoreConfig
 from state.store.keys import OFFSET_FIELD, KeyLayout
@@ -69,11 +69,8 @@ def templates(count: int = TEMPLATES) -> list[CustomerState]:
     for event in itertools.islice(feed(count, seed=3), count * 4):
         raw = orjson.dumps(event.value)
         state = states.get(event.key) or empty_state(event.key)
-        if event.kind == "purchase":
-            states[event.key] = apply_purchase(state, decode_purchase(raw, fx=cfg.fx), cfg).state
-        else:
-            cancellation = decode_cancellation(raw, fx=cfg.fx)
-            states[event.key] = apply_cancellation(state, cancellation, cfg).state
+        decoded = decode_event(event.kind, raw, fx=cfg.fx)
+        states[event.key] = apply_event(state, decoded, cfg).state
     return [s for s in states.values() if s.orders]
 
 

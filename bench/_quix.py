@@ -1,9 +1,9 @@
 """Quix Streams running this project's Processor: a framework baseline for ``ltv bench throughput``.
 
 The same ``Processor.handle`` as the worker (decode, state, valuation,
-outputs), wired into a Quix ``Application`` instead of Faust: the two input
+outputs), wired into a Quix ``Application`` instead of Faust: the input
 topics are concatenated into one StreamingDataFrame so a customer's
-purchases and cancellations share one RocksDB state store (Quix keeps a
+purchases, cancellations and feedback share one RocksDB state store (Quix keeps a
 store per dataframe, so two separate ones would not see each other's
 writes), and every output goes to the app's updates topic. What differs
 from the worker is what surrounds the processor: Quix's poll loop, RocksDB
@@ -87,6 +87,7 @@ def drain(topics: str, app_id: str, total: int, servers: Infra, state_dir: str) 
     kinds: dict[str, EventType] = {
         settings.topic_purchases: "purchase",
         settings.topic_cancellations: "cancellation",
+        settings.topic_feedback: "feedback",
     }
     app = Application(
         broker_address=servers.bootstrap,
@@ -123,8 +124,9 @@ def drain(topics: str, app_id: str, total: int, servers: Infra, state_dir: str) 
             app.stop()
         return result.outputs
 
-    purchases, cancellations = (app.dataframe(topic) for topic in inputs)
-    sdf = purchases.concat(cancellations)
+    sdf, *others = (app.dataframe(topic) for topic in inputs)
+    for other in others:
+        sdf = sdf.concat(other)
     sdf = sdf.apply(handle, stateful=True, metadata=True, expand=True)
     sdf.to_topic(updates, key=lambda output: output.key)
     app.run()

@@ -53,9 +53,9 @@ from _harness import (
 )
 from aiokafka import AIOKafkaConsumer
 
-from state.customer import CustomerState, StateConfig, apply_cancellation, apply_purchase, new_state
+from state.customer import CustomerState, StateConfig, apply_event, new_state
 from state.envelope import customer_state
-from state.events import decode_cancellation, decode_purchase
+from state.events import decode_event
 from state.fx import load_fx_table
 from state.store.config import StoreConfig
 from state.store.keys import KeyLayout
@@ -229,18 +229,10 @@ def _reference(events: list[DemoEvent]) -> dict[str, CustomerState]:
     fx = load_fx_table(None, "USD")
     cfg = StateConfig(fx=fx)
     states: dict[str, CustomerState] = {}
-    decoded = [
-        decode_purchase(orjson.dumps(e.value), fx=fx)
-        if e.kind == "purchase"
-        else decode_cancellation(orjson.dumps(e.value), fx=fx)
-        for e in events
-    ]
+    decoded = [decode_event(e.kind, orjson.dumps(e.value), fx=fx) for e in events]
     for e in sorted(decoded, key=lambda e: (e.occurred_at, e.event_id)):
         state = states.get(e.customer_id) or new_state(e.customer_id)
-        if hasattr(e, "scope"):
-            states[e.customer_id] = apply_cancellation(state, e, cfg).state  # type: ignore[arg-type]
-        else:
-            states[e.customer_id] = apply_purchase(state, e, cfg).state  # type: ignore[arg-type]
+        states[e.customer_id] = apply_event(state, e, cfg).state
     return states
 
 

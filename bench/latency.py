@@ -39,6 +39,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from streams.admin import ensure_topics
 from streams.kafka_security import kafka_client
+from streams.publisher import topic_of
 from streams.settings import Settings
 
 #: Producer pacing step: the feed is sent in slices of rate * STEP events.
@@ -48,7 +49,7 @@ STEP = 0.01
 async def _produce(settings: Settings, rate: float, seconds: float, sent: dict[str, float]) -> None:
     producer = AIOKafkaProducer(**kafka_client(settings), linger_ms=1)
     await producer.start()
-    topic = {"purchase": settings.topic_purchases, "cancellation": settings.topic_cancellations}
+    topic = topic_of(settings)
     events = iter(feed(100_000))
     started = time.monotonic()
     n = 0

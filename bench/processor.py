@@ -48,7 +48,11 @@ from streams.processing import CauseFields, EventType, Processor, Record
 from streams.settings import Settings
 from streams.wiring import build_processor
 
-TOPICS: dict[EventType, str] = {"purchase": "purchases", "cancellation": "cancellations"}
+TOPICS: dict[EventType, str] = {
+    "purchase": "purchases",
+    "cancellation": "cancellations",
+    "feedback": "feedback",
+}
 
 
 def records(events: Iterable[DemoEvent]) -> list[tuple[EventType, Record]]:
@@ -66,7 +70,7 @@ def records(events: Iterable[DemoEvent]) -> list[tuple[EventType, Record]]:
 def demo_records(customers: int, events: int, seed: int = 1) -> list[tuple[EventType, Record]]:
     """The first ``events`` of the demo feed as input records."""
     start = default_start(datetime(2026, 12, 1, tzinfo=UTC))
-    return records(islice(DemoFeed(customers, seed, start, feedback=False), events))
+    return records(islice(DemoFeed(customers, seed, start), events))
 
 
 def run(

@@ -19,8 +19,8 @@ from pathlib import Path
 import orjson
 
 from state.codec import encode_body
-from state.customer import CustomerState, StateConfig, apply_cancellation, apply_purchase, new_state
-from state.events import decode_cancellation, decode_purchase
+from state.customer import CustomerState, StateConfig, apply_event, new_state
+from state.events import decode_event
 from state.fx import load_fx_table
 from streams.demo import DemoFeed
 
@@ -32,14 +32,10 @@ def demo_states(customers: int, seed: int) -> list[CustomerState]:
     fx = load_fx_table()
     cfg = StateConfig(fx=fx)
     states: dict[str, CustomerState] = {}
-    for event in DemoFeed(customers, seed, datetime(2025, 1, 1, tzinfo=UTC), feedback=False):
+    for event in DemoFeed(customers, seed, datetime(2025, 1, 1, tzinfo=UTC)):
         raw = orjson.dumps(event.value)
         state = states.get(event.key) or new_state(event.key)
-        if event.kind == "purchase":
-            state = apply_purchase(state, decode_purchase(raw, fx=fx), cfg).state
-        else:
-            state = apply_cancellation(state, decode_cancellation(raw, fx=fx), cfg).state
-        states[event.key] = state
+        states[event.key] = apply_event(state, decode_event(event.kind, raw, fx=fx), cfg).state
     return list(states.values())
 
 

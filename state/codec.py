@@ -16,6 +16,12 @@ order's margin, the orders and purchase days and every running total but
 ``gross`` are rebuilt on decode (``state.customer.recount``).  About 20 bytes an
 order once deflated.
 
+The latest NPS score is an optional twelfth element ``[time, event id,
+score]``, written only when the customer has one: a state without feedback
+encodes exactly as before it existed, so values written before it still decode,
+and each state still has one encoding (no ``null`` placeholder is written or
+read).  The feedback comment is not stored.
+
 Format 3: byte ``0x03``, then the body raw-deflated (4 KiB window)
 against the preset dictionary ``data/state-zdict-v3.txt``, a frozen sample of
 encoded demo-shop states (``bench/zdict.py`` made it).  The dictionary is what
@@ -38,6 +44,7 @@ from state.customer import (
     CustomerState,
     Held,
     OrderEntry,
+    Score,
     SubscriptionState,
     margin_of,
     recount,
@@ -214,6 +221,8 @@ def encode_body(s: CustomerState) -> bytes:
         ],
         sorted(s.seen),
     ]
+    if s.score is not None:
+        doc.append([_t(s.score.occurred_at), s.score.event_id, s.score.score])
     return orjson.dumps(doc)
 
 
@@ -260,7 +269,14 @@ def _decode_body(doc: list[Any]) -> CustomerState:
         ledger,
         pending,
         seen,
+        *rest,
     ) = doc
+    if len(rest) > 1:
+        raise CodecError(f"corrupt state value: {len(doc)} elements")
+    score = None
+    if rest:
+        at, event_id, value = rest[0]
+        score = Score(_dt(at), event_id, value)
     s = CustomerState(
         customer_id=customer_id,
         version=version,
@@ -274,6 +290,7 @@ def _decode_body(doc: list[Any]) -> CustomerState:
         else SubscriptionState(sub[0], sub[1], Decimal(sub[2]), _dt(sub[3]), sub[4], _dt(sub[5])),
         subscription_ended_at=_odt(sub_ended),
         risk=risk,
+        score=score,
         ledger=_ledger_of(ledger),
         pending={
             oid: tuple(

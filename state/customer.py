@@ -24,9 +24,14 @@ Order independence
     * a cancellation that arrives before its purchase is held and applied when the
       purchase arrives, however late; ``notify_unmatched`` only marks it as
       reported (the dead letter is a notice), it never drops it;
+    * the NPS score kept is the latest feedback by event time, ties broken by
+      event id (a maximum, like the subscription plan); every feedback event id
+      is remembered in ``seen`` (hashed apart from cancellation ids, so the
+      two inputs may reuse each other's ids), older ones included;
     * idempotency assumes retries are copies: events sharing an ``event_id``, or
       purchases sharing an ``order_id``, carry the same payload.  Purchases are
-      deduplicated by order id (the ledger), cancellations by event id (``seen``).
+      deduplicated by order id (the ledger), cancellations and feedback by event
+      id (``seen``).
 
     Ids are kept as 64-bit BLAKE2b hashes: two distinct ids of one customer
     collide with probability ~n^2 / 2^65 (about 1e-11 at the 20 000-event cap).
@@ -34,19 +39,22 @@ Order independence
 Version counter
     ``version`` counts input events incorporated into the state: each purchase that
     created an order, and each cancellation matched to its order (when it arrives,
-    or later when its purchase arrives).  Held, duplicate and refused events do
-    not count.  The set of incorporated events is permutation-invariant, so the
-    version is too.  The worker emits one ``ltv.updates`` message per entry of
+    or later when its purchase arrives), and each new feedback event, also one
+    older than the score kept (docs/output-events.md: versions depend on the
+    set of events only).  Held, duplicate and refused events do not count.
+    The set of incorporated events is permutation-invariant, so the version is
+    too.  The worker emits one ``ltv.updates`` message per entry of
     ``Transition.applied``, so the published version rises by exactly 1 per update.
     Time-driven risk changes (``set_risk(..., time_driven=True)``) also add 1; they
     depend on the clock, not on the event set.
 
 The per-customer cap
     ``max_events`` bounds what one customer remembers (orders plus cancellation
-    ids), and with it the state's size: about 20 bytes an order encoded, so the
-    default 20 000 keeps a value well under Kafka's 1 MB record limit.  A new
-    event past the cap is refused (outcome ``limit``, dead-lettered as
-    ``customer_limit``); duplicates of what is remembered are still recognised.
+    and feedback ids), and with it the state's size: about 20 bytes an order
+    encoded, so the default 20 000 keeps a value well under Kafka's 1 MB record
+    limit.  A new event past the cap is refused (outcome ``limit``,
+    dead-lettered as ``customer_limit``); duplicates of what is remembered are
+    still recognised.
     Below the cap every figure is exact in any order; past it, which events were
     refused depends on arrival order, and the dead letters say which.
 """
@@ -62,7 +70,7 @@ from typing import Literal, NamedTuple
 
 import orjson
 
-from state.events import Cancellation, Purchase, Scope
+from state.events import Cancellation, Feedback, InputEvent, InputKind, NpsClass, Purchase, Scope
 from state.fx import MONEY_CONTEXT, MONEY_QUANTUM, FxTable
 
 ZERO = Decimal(0)
@@ -79,7 +87,7 @@ class StateConfig:
     # A held cancellation is reported unknown_order once the purchases input it
     # waits on has moved this far past it in event time (notify_unmatched).
     pending_window: timedelta = timedelta(days=30)
-    # Orders plus cancellation ids one customer may remember (see module doc).
+    # Orders plus cancellation and feedback ids one customer may remember (module doc).
     max_events: int = 20_000
     max_categories: int = 64
 
@@ -92,9 +100,23 @@ class StateConfig:
             raise ValueError("max_events and max_categories must be >= 1")
 
 
-def id_hash(text: str) -> int:
-    """The 64-bit key an order id or cancellation event id is remembered by."""
-    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big")
+def id_hash(text: str, person: bytes = b"") -> int:
+    """The 64-bit key an order id or cancellation event id is remembered by.
+
+    ``person`` (BLAKE2b personalisation) keeps the hashes of another input's
+    ids apart: a feedback event may carry a cancellation's event id.
+    """
+    digest = hashlib.blake2b(text.encode(), digest_size=8, person=person).digest()
+    return int.from_bytes(digest, "big")
+
+
+#: The personalisation of feedback event id hashes (see ``id_hash``).
+FEEDBACK_PERSON = b"ltv-feedback"
+
+
+def feedback_key(event_id: str) -> int:
+    """The key in ``CustomerState.seen`` a feedback event is remembered by."""
+    return id_hash(event_id, FEEDBACK_PERSON)
 
 
 class OrderEntry(NamedTuple):
@@ -174,6 +196,21 @@ class SubscriptionState:
     started_at: datetime  # first charge of any plan
 
 
+@dataclass(frozen=True, slots=True)
+class Score:
+    """The customer's latest NPS score (by event time, then event id)."""
+
+    occurred_at: datetime
+    event_id: str
+    score: int
+
+    def nps_class(self) -> NpsClass:
+        """Promoters answer 9-10, passives 7-8, detractors 0-6 (the NPS rule)."""
+        if self.score >= 9:
+            return "promoter"
+        return "passive" if self.score >= 7 else "detractor"
+
+
 @dataclass(slots=True)
 class CustomerState:
     """One customer.  ``ledger``, ``seen``, ``pending`` and the figures above them
@@ -195,6 +232,7 @@ class CustomerState:
     subscription: SubscriptionState | None = None
     subscription_ended_at: datetime | None = None
     risk: str | None = None
+    score: Score | None = None
     ledger: dict[int, OrderEntry] = field(default_factory=dict)
     days: dict[int, DayAgg] = field(default_factory=dict)
     pending: dict[str, tuple[Held, ...]] = field(default_factory=dict)
@@ -241,6 +279,11 @@ class CustomerState:
             repeat_margin=MONEY_CONTEXT.subtract(self.margin, first_margin),
         )
 
+    @property
+    def nps_class(self) -> NpsClass:
+        """The class of the latest NPS answer (docs/input-events.md)."""
+        return "unknown" if self.score is None else self.score.nps_class()
+
     def unnotified_since(self) -> datetime | None:
         """The oldest held cancellation not yet reported (None: none)."""
         times = [h.occurred_at for hs in self.pending.values() for h in hs if not h.notified]
@@ -263,7 +306,7 @@ class BtydSummary:
 class Applied:
     """One input event incorporated into the state (= one ltv.updates message)."""
 
-    kind: Literal["purchase", "cancellation"]
+    kind: InputKind
     event_id: str
     ends_subscription: bool = False
 
@@ -299,6 +342,7 @@ _WATCHED = (
     "categories",
     "subscription",
     "subscription_ended_at",
+    "score",
 )
 
 
@@ -401,6 +445,39 @@ def apply_cancellation(state: CustomerState, c: Cancellation, cfg: StateConfig) 
     # Kept sorted, so the held tuple does not depend on arrival order.
     s.pending[c.order_id] = tuple(sorted((*s.pending.get(c.order_id, ()), held), key=_held_key))
     return Transition(s, "held")
+
+
+def apply_feedback(state: CustomerState, f: Feedback, cfg: StateConfig) -> Transition:
+    """Take an NPS answer into the state: remembered, and kept if it is the latest.
+
+    An answer older than the kept score still counts as an update of its own
+    (a version), so the version depends on the set of answers, not on which
+    came first.
+    """
+    if f.customer_id != state.customer_id:
+        raise ValueError(f"feedback of {f.customer_id!r} applied to {state.customer_id!r}")
+    key = feedback_key(f.event_id)
+    if key in state.seen:
+        return Transition(state, "duplicate")
+    if state.remembered >= cfg.max_events:
+        return Transition(state, "limit")
+    s = _copy(state)
+    s.seen.add(key)
+    kept = s.score
+    if kept is None or (f.occurred_at, f.event_id) > (kept.occurred_at, kept.event_id):
+        s.score = Score(f.occurred_at, f.event_id, f.score)
+    s.version += 1
+    applied = (Applied("feedback", f.event_id),)
+    return Transition(s, "applied", applied, changed=_changed(state, s))
+
+
+def apply_event(state: CustomerState, event: InputEvent, cfg: StateConfig) -> Transition:
+    """The transition of any input event."""
+    if isinstance(event, Purchase):
+        return apply_purchase(state, event, cfg)
+    if isinstance(event, Cancellation):
+        return apply_cancellation(state, event, cfg)
+    return apply_feedback(state, event, cfg)
 
 
 def notify_unmatched(
@@ -557,11 +634,15 @@ __all__ = [
     "Held",
     "OrderEntry",
     "Outcome",
+    "Score",
     "StateConfig",
     "SubscriptionState",
     "Transition",
     "apply_cancellation",
+    "apply_event",
+    "apply_feedback",
     "apply_purchase",
+    "feedback_key",
     "id_hash",
     "margin_of",
     "new_state",

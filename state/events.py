@@ -302,6 +302,22 @@ class Cancellation(_Input):
     reason: Annotated[str, Field(max_length=256, strict=True)] | None = None
 
 
+class Feedback(_Input):
+    """One NPS answer, as published to customers.feedback (docs/input-events.md)."""
+
+    event_id: Id
+    customer_id: Id
+    occurred_at: Timestamp
+    # Strict: true, 9.0 and "9" are refused; a producer that sends them has a
+    # bug that a silent conversion would hide.
+    score: Annotated[int, Field(ge=0, le=10, strict=True)]
+    comment: Annotated[str, Field(max_length=1000, strict=True)] | None = None
+
+
+#: Any input event a shop publishes, and the names of their kinds.
+InputEvent = Purchase | Cancellation | Feedback
+InputKind = Literal["purchase", "cancellation", "feedback"]
+
 _M = TypeVar("_M", bound=_Input)
 
 
@@ -348,6 +364,22 @@ def decode_cancellation(
     return cancellation
 
 
+def decode_feedback(raw: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES) -> Feedback:
+    """Parse and validate one ``customers.feedback`` message or raise ``EventError``."""
+    return _decode(Feedback, raw, max_bytes)
+
+
+def decode_event(
+    kind: InputKind, raw: bytes, *, fx: FxTable, max_bytes: int = DEFAULT_MAX_BYTES
+) -> InputEvent:
+    """Parse and validate one message of input ``kind`` or raise ``EventError``."""
+    if kind == "purchase":
+        return decode_purchase(raw, fx=fx, max_bytes=max_bytes)
+    if kind == "cancellation":
+        return decode_cancellation(raw, fx=fx, max_bytes=max_bytes)
+    return decode_feedback(raw, max_bytes=max_bytes)
+
+
 def check_key(key: bytes | str | None, customer_id: str) -> None:
     """The Kafka key must be the customer id, or the event sits in the wrong partition
     and its customer's state would be split across workers."""
@@ -387,6 +419,8 @@ UtcTime = Annotated[
     datetime, PlainSerializer(_utc_str, return_type=str), WithJsonSchema(_UTC_TIME_SCHEMA)
 ]
 RiskLevel = Literal["low", "medium", "high", "churned"]
+#: A customer's NPS class: that of their latest score, "unknown" without one.
+NpsClass = Literal["promoter", "passive", "detractor", "unknown"]
 
 
 class _Output(BaseModel):
@@ -476,7 +510,7 @@ class OutputEncoder:
 
 class Cause(_Output):
     # "query": a body rendered for GET /customers/{id} rather than published.
-    type: Literal["purchase", "cancellation", "inactivity", "model_refit", "query"]
+    type: Literal["purchase", "cancellation", "feedback", "inactivity", "model_refit", "query"]
     event_id: str | None = None
 
 
@@ -510,6 +544,7 @@ class LtvUpdate(_Output):
     segment: str | None
     ltv_cac: float | None
     model: ModelRef | None
+    nps_class: NpsClass
 
 
 class ChurnRiskChange(_Output):
@@ -524,7 +559,12 @@ class ChurnRiskChange(_Output):
     days_since_last_order: int | None
     expected_next_order_at: UtcTime | None
     cause: Literal[
-        "purchase", "cancellation", "inactivity", "subscription_cancelled", "model_refit"
+        "purchase",
+        "cancellation",
+        "feedback",
+        "inactivity",
+        "subscription_cancelled",
+        "model_refit",
     ]
 
 

@@ -29,8 +29,7 @@ LEADER_POLL = 0.05
 
 def topic_names(settings: Settings) -> list[str]:
     return [
-        settings.topic_purchases,
-        settings.topic_cancellations,
+        *settings.input_topics,
         settings.topic_updates,
         settings.topic_churn,
         settings.topic_dead_letter,
@@ -80,9 +79,7 @@ async def ensure_topics(settings: Settings) -> list[str]:
             await _await_leaders(admin, missing, settings.partitions)
         # Only pre-existing inputs are checked: a topic just created may not
         # list its partitions in metadata yet, and it has the right count anyway.
-        inputs = [
-            t for t in (settings.topic_purchases, settings.topic_cancellations) if t not in missing
-        ]
+        inputs = [t for t in settings.input_topics if t not in missing]
         for described in await admin.describe_topics(inputs) if inputs else []:
             count = len(described["partitions"])
             if count != settings.partitions:

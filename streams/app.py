@@ -60,6 +60,7 @@ class Topics:
 
     purchases: faust.TopicT
     cancellations: faust.TopicT
+    feedback: faust.TopicT
     updates: faust.TopicT
     churn: faust.TopicT
     dead_letter: faust.TopicT
@@ -76,17 +77,6 @@ class Topics:
             "dead_letter": (self.dead_letter,),
         }
         return {kind: tuple(t.get_topic_name() for t in ts) for kind, ts in outputs.items()}
-
-    def all(self) -> tuple[faust.TopicT, ...]:
-        return (
-            self.purchases,
-            self.cancellations,
-            self.updates,
-            self.churn,
-            self.dead_letter,
-            self.latest_updates,
-            self.inactivity,
-        )
 
 
 @dataclass(frozen=True)
@@ -126,6 +116,7 @@ def build_app(settings: Settings) -> ServiceApp:
     topics = Topics(
         purchases=topic(settings.topic_purchases),
         cancellations=topic(settings.topic_cancellations),
+        feedback=topic(settings.topic_feedback),
         updates=topic(settings.topic_updates),
         churn=topic(settings.topic_churn),
         dead_letter=topic(settings.topic_dead_letter),

@@ -43,7 +43,7 @@ from typing import Any, Literal, TextIO
 import orjson
 from tqdm import tqdm
 
-from state.events import EventError, decode_cancellation, decode_purchase
+from state.events import EventError, decode_event
 from state.fx import FxTable, load_fx_table
 from streams.demo import DemoEvent, EventKind
 from streams.order_lines import BadLine, Conversion, LineFormat, convert
@@ -72,9 +72,8 @@ class Validator:
     def check(self, line: int, kind: EventKind, body: dict[str, Any]) -> Parsed:
         """The event, or the reason the worker would dead-letter it."""
         raw = orjson.dumps(body)
-        decode = decode_purchase if kind == "purchase" else decode_cancellation
         try:
-            decode(raw, fx=self.fx, max_bytes=self.max_bytes)
+            decode_event(kind, raw, fx=self.fx, max_bytes=self.max_bytes)
         except EventError as exc:
             return BadLine(line, str(exc))
         return DemoEvent(kind, body["customer_id"], body)

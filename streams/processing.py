@@ -48,8 +48,7 @@ from state.customer import (
     CustomerState,
     StateConfig,
     Transition,
-    apply_cancellation,
-    apply_purchase,
+    apply_event,
     new_state,
     notice_due,
     notify_unmatched,
@@ -62,9 +61,9 @@ from state.events import (
     DeadLetter,
     ErrorCode,
     EventError,
+    InputKind,
     check_key,
-    decode_cancellation,
-    decode_purchase,
+    decode_event,
 )
 from streams.progress import PartitionProgress
 
@@ -74,7 +73,7 @@ log = logging.getLogger(__name__)
 CauseFields = dict[str, str | None]
 
 #: "inactivity": the internal record of the inactivity timer (streams.inactivity).
-EventType = Literal["purchase", "cancellation", "inactivity"]
+EventType = InputKind | Literal["inactivity"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,19 +193,11 @@ class Processor:
     ) -> Result:
         if kind == "inactivity":
             return self._inactivity(record, stored, now)
-        fx = self.state_cfg.fx
-        if kind == "purchase":
-            event: object = decode_purchase(record.value, fx=fx, max_bytes=self.max_bytes)
-        else:
-            event = decode_cancellation(record.value, fx=fx, max_bytes=self.max_bytes)
-        customer_id: str = event.customer_id  # type: ignore[attr-defined]
-        occurred_at: datetime = event.occurred_at  # type: ignore[attr-defined]
+        event = decode_event(kind, record.value, fx=self.state_cfg.fx, max_bytes=self.max_bytes)
+        customer_id, occurred_at = event.customer_id, event.occurred_at
         check_key(record.key, customer_id)
         state = decode_state(stored) if stored is not None else new_state(customer_id)
-        if kind == "purchase":
-            transition = apply_purchase(state, event, self.state_cfg)  # type: ignore[arg-type]
-        else:
-            transition = apply_cancellation(state, event, self.state_cfg)  # type: ignore[arg-type]
+        transition = apply_event(state, event, self.state_cfg)
         if self.watermark is None or occurred_at > self.watermark:
             self.watermark = occurred_at
         if transition.outcome == "limit":
@@ -434,6 +425,7 @@ class Processor:
                 "segment": v.segment,
                 "ltv_cac": v.ltv_cac,
                 "model": None if model is None else {"name": model.name, "version": model.version},
+                "nps_class": s.nps_class,
             }
         )
 

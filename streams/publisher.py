@@ -14,9 +14,18 @@ import orjson
 from aiokafka import AIOKafkaProducer
 
 from streams.admin import ensure_topics
-from streams.demo import DemoEvent
+from streams.demo import DemoEvent, EventKind
 from streams.kafka_security import kafka_client
 from streams.settings import Settings
+
+
+def topic_of(settings: Settings) -> dict[EventKind, str]:
+    """The topic each kind of input event is published to."""
+    return {
+        "purchase": settings.topic_purchases,
+        "cancellation": settings.topic_cancellations,
+        "feedback": settings.topic_feedback,
+    }
 
 
 async def publish(
@@ -37,7 +46,7 @@ async def publish(
     exits afterwards has lost nothing.
     """
     await ensure_topics(settings)
-    topic_of = {"purchase": settings.topic_purchases, "cancellation": settings.topic_cancellations}
+    topics = topic_of(settings)
     producer = AIOKafkaProducer(
         **kafka_client(settings),
         linger_ms=5,
@@ -62,7 +71,7 @@ async def publish(
                     await asyncio.sleep(ahead)  # pacing a live feed, not awaiting a condition
             pending.append(
                 await producer.send(
-                    topic_of[event.kind], orjson.dumps(event.value), key=event.key.encode()
+                    topics[event.kind], orjson.dumps(event.value), key=event.key.encode()
                 )
             )
             sent += 1

@@ -22,14 +22,21 @@ from typing import Any, Literal
 from pydantic import BaseModel
 from pydantic.json_schema import GenerateJsonSchema, JsonSchemaMode
 
-from state.events import Cancellation, ChurnRiskChange, DeadLetter, LtvUpdate, Purchase
+from state.events import (
+    Cancellation,
+    ChurnRiskChange,
+    DeadLetter,
+    Feedback,
+    LtvUpdate,
+    Purchase,
+)
 
 #: Where ``ltv schema`` writes by default, relative to a source checkout.
 SCHEMA_DIR = Path("docs/schemas")
 DIALECT = "https://json-schema.org/draft/2020-12/schema"
 
 #: The events: inputs by topic kind, outputs by ``state.envelope.OutputKind``.
-EventKind = Literal["purchase", "cancellation", "update", "churn", "dead_letter"]
+EventKind = Literal["purchase", "cancellation", "feedback", "update", "churn", "dead_letter"]
 
 
 @dataclass(frozen=True)
@@ -49,6 +56,7 @@ class EventSchema:
 EVENTS: tuple[EventSchema, ...] = (
     EventSchema("purchase", Purchase, "validation", "purchase"),
     EventSchema("cancellation", Cancellation, "validation", "cancellation"),
+    EventSchema("feedback", Feedback, "validation", "feedback"),
     EventSchema("update", LtvUpdate, "serialization", "ltv-update"),
     EventSchema("churn", ChurnRiskChange, "serialization", "churn-risk-change"),
     EventSchema("dead_letter", DeadLetter, "serialization", "dead-letter"),

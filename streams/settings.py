@@ -46,6 +46,7 @@ class Settings(BaseSettings):
 
     topic_purchases: str = "orders.purchases"
     topic_cancellations: str = "orders.cancellations"
+    topic_feedback: str = "customers.feedback"
     topic_updates: str = "ltv.updates"
     topic_churn: str = "ltv.churn-risk"
     topic_dead_letter: str = "ltv.dead-letter"
@@ -69,7 +70,7 @@ class Settings(BaseSettings):
     data_dir: Path = Path("var/faust")
     max_message_bytes: int = Field(65536, ge=1024, le=16 * 1024 * 1024)
     pending_cancellation_days: int = Field(30, ge=0, le=3650)
-    # Orders plus cancellations one customer may remember (state.customer): at
+    # Orders, cancellations and feedback events one customer may remember (state.customer): at
     # ~20 encoded bytes each, the top of the range still fits a 1 MB record.
     max_customer_events: int = Field(20_000, ge=100, le=40_000)
     # Seconds between periodic model fits in the worker group (streams.fit).
@@ -159,6 +160,7 @@ class Settings(BaseSettings):
         names = [
             self.topic_purchases,
             self.topic_cancellations,
+            self.topic_feedback,
             self.topic_updates,
             self.topic_churn,
             self.topic_dead_letter,
@@ -174,6 +176,11 @@ class Settings(BaseSettings):
         if problem is not None:
             raise ValueError(problem)
         return self
+
+    @property
+    def input_topics(self) -> tuple[str, str, str]:
+        """The topics shops publish to (docs/input-events.md), co-partitioned by customer."""
+        return (self.topic_purchases, self.topic_cancellations, self.topic_feedback)
 
     @property
     def topic_inactivity(self) -> str:

@@ -1,6 +1,6 @@
 """The unit of work: one fetched batch of input records, from fetch to commit.
 
-The worker reads its inputs (purchases, cancellations, inactivity records)
+The worker reads its inputs (purchases, cancellations, feedback, inactivity records)
 with its own aiokafka consumer and handles each fetched batch as one unit,
 in the steps of ``UnitOfWork.handle``:
 
@@ -96,6 +96,7 @@ class UnitOfWork(Service):
         self.kinds: dict[str, EventType] = {
             settings.topic_purchases: "purchase",
             settings.topic_cancellations: "cancellation",
+            settings.topic_feedback: "feedback",
             settings.topic_inactivity: "inactivity",
         }
         self.output_topics = service.topics.output_names()

@@ -38,7 +38,7 @@ def build_worker(settings: Settings) -> faust.App:
     service = build_app(settings)
     processor = build_processor(settings)
     app = service.app
-    # The inputs (purchases, cancellations, inactivity records), batch by batch.
+    # The inputs (purchases, cancellations, feedback, inactivity records), batch by batch.
     inputs = UnitOfWork(service, processor)
     app.service(inputs)  # type: ignore[arg-type]  # Faust starts instances as well
     # Timers: due customers, consumer lag, model reload and the periodic fit.
@@ -50,7 +50,7 @@ def build_worker(settings: Settings) -> faust.App:
         METRICS,
         settings.inactivity_interval,
     )
-    lag.install(app, METRICS, inputs, (settings.topic_purchases, settings.topic_cancellations))
+    lag.install(app, METRICS, inputs, settings.input_topics)
     model = fit.install(app, settings, processor)
     # Web views: /healthz, /readyz, /metrics, /customers/{id}, /model.
     views.install(service, processor, inputs)

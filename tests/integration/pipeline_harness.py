@@ -99,6 +99,10 @@ class Deployment:
         return self.topic("cancellations")
 
     @property
+    def feedback(self) -> str:
+        return self.topic("feedback")
+
+    @property
     def updates(self) -> str:
         return self.topic("updates")
 
@@ -125,6 +129,7 @@ class Deployment:
                 "LTV_PARTITIONS": str(self.partitions),
                 "LTV_TOPIC_PURCHASES": self.purchases,
                 "LTV_TOPIC_CANCELLATIONS": self.cancellations,
+                "LTV_TOPIC_FEEDBACK": self.feedback,
                 "LTV_TOPIC_UPDATES": self.updates,
                 "LTV_TOPIC_CHURN": self.churn,
                 "LTV_TOPIC_DEAD_LETTER": self.dead_letter,
@@ -163,6 +168,7 @@ class Deployment:
         return [
             self.purchases,
             self.cancellations,
+            self.feedback,
             self.updates,
             self.churn,
             self.dead_letter,

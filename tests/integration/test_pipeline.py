@@ -133,6 +133,45 @@ async def test_duplicates_change_nothing_and_garbage_is_dead_lettered(
     assert b'ltv_events_processed_total{event_type="purchase",outcome="duplicate"} 1.0' in body
 
 
+def answer(event_id: str, customer: str, score: int, day: int) -> dict[str, Any]:
+    return {
+        "event_id": event_id,
+        "customer_id": customer,
+        "occurred_at": f"2026-10-{day:02d}T12:00:00Z",
+        "score": score,
+    }
+
+
+async def test_nps_answers_are_updates_and_the_latest_one_classes_the_customer(
+    deployment: Deployment,
+) -> None:
+    """docs/input-events.md#customersfeedback: an older answer still takes a
+    version but keeps the class; a redelivery publishes nothing."""
+    worker = deployment.start_worker()
+    await produce([event(deployment.purchases, purchase(1, "c-5", "20.00"))])
+    assert [u["nps_class"] for u in await consume(deployment.updates, 1)] == ["unknown"]
+    newer, older = answer("f-2", "c-5", 10, day=9), answer("f-1", "c-5", 3, day=2)
+    await produce(
+        [
+            event(deployment.feedback, newer),
+            event(deployment.feedback, older),
+            event(deployment.feedback, newer),  # redelivered: nothing
+            event(deployment.feedback, answer("f-3", "c-5", 0, day=9), key="someone-else"),
+        ]
+    )
+    (dead,) = await consume(deployment.dead_letter, 1, settle=0.5)
+    assert (dead["error"]["code"], dead["source_topic"]) == ("key_mismatch", deployment.feedback)
+    updates = await consume(deployment.updates, 3, settle=1.0)
+    assert [
+        (u["version"], u["cause"]["type"], u["cause"]["event_id"], u["nps_class"], u["orders"])
+        for u in updates
+    ] == [
+        (1, "purchase", "e-c-5-1", "unknown", 1),
+        (2, "feedback", "f-2", "promoter", 1),
+        (3, "feedback", "f-1", "promoter", 1),
+    ], worker.tail()
+
+
 async def test_customer_endpoint_answers_from_the_owner_with_the_token(tmp_path: Path) -> None:
     async with deployed(tmp_path, extra_env={"LTV_API_TOKEN": "t0ken-for-tests"}) as dep:
         worker = dep.start_worker()

@@ -16,15 +16,8 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from state.customer import (
-    CustomerState,
-    StateConfig,
-    Transition,
-    apply_cancellation,
-    apply_purchase,
-    new_state,
-)
-from state.events import Cancellation, Interval, Item, Purchase, Scope, Subscription
+from state.customer import CustomerState, StateConfig, Transition, apply_event, new_state
+from state.events import Cancellation, Feedback, Interval, Item, Purchase, Scope, Subscription
 from state.fx import MONEY_QUANTUM, load_fx_table
 
 FX = load_fx_table(base="SEK")
@@ -33,7 +26,7 @@ CUSTOMER = "c-1"
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
 CURRENCIES = ("SEK", "EUR", "USD", "JPY")
 
-Event = Purchase | Cancellation
+Event = Purchase | Cancellation | Feedback
 
 money = st.decimals(min_value=0, max_value=2000, places=2)
 #: Histories span three years: no window of any kind may decide what counts.
@@ -71,6 +64,11 @@ _cancel_fields = st.tuples(
     st.none() | st.sampled_from(CURRENCIES),
     st.sampled_from(Scope),
 )
+# Feedback often shares a moment, so that ties on occurred_at are broken by event id.
+_feedback_fields = st.tuples(
+    moments | st.sampled_from((0, 1440)), st.integers(0, 10), st.integers(0, 10**6)
+)
+FeedbackFields = tuple[int, int, int]
 
 
 def make_purchase(index: int, fields: PurchaseFields, start: datetime = T0) -> Purchase:
@@ -110,12 +108,26 @@ def make_cancellation(
     )
 
 
+def make_feedback(fields: FeedbackFields, start: datetime = T0) -> Feedback:
+    """NPS answer ``score`` whose event id is ``f-<id>``, or ``c-<id>`` (odd ids):
+    a feedback event may reuse a cancellation's event id."""
+    minute, score, n = fields
+    return Feedback.model_construct(
+        event_id=f"{'c' if n % 2 else 'f'}-{n % 40}",
+        customer_id=CUSTOMER,
+        occurred_at=start + timedelta(minutes=minute),
+        score=score,
+        comment=None,
+    )
+
+
 def _history_parts(max_orders: int) -> st.SearchStrategy[Any]:
     return st.tuples(
         st.lists(_purchase_fields, max_size=min(max_orders, 40)),
         st.lists(st.tuples(st.integers(0, 10**6), _cancel_fields), max_size=20),
         st.lists(st.integers(0, 10**6), max_size=12),
         st.lists(st.integers(0, 10**6), max_size=6),
+        st.lists(_feedback_fields, max_size=8),
     )
 
 
@@ -166,8 +178,9 @@ def histories(draw: st.DrawFn, max_orders: int = 500) -> list[Event]:
     100 or more); cancellations (partial, full, of orders that never arrive,
     dated before or after their order); exact redeliveries of any earlier event
     and purchase retries with a fresh event id, at any distance from the
-    original."""
-    orders, cancels, redeliveries, retries = draw(_history_parts(max_orders))
+    original; NPS answers, some at the same moment, some reusing the event id
+    of a cancellation."""
+    orders, cancels, redeliveries, retries, answers = draw(_history_parts(max_orders))
     rng = draw(st.randoms(use_true_random=True))
     if max_orders >= 100 and rng.random() >= 0.8:
         more_orders, more_cancels = _bulk(rng, rng.randint(100, max_orders))
@@ -176,6 +189,8 @@ def histories(draw: st.DrawFn, max_orders: int = 500) -> list[Event]:
     for j, (target, fields) in enumerate(cancels):
         # Target len(orders) is an order that never arrives.
         events.append(make_cancellation(j, f"o-{target % (len(orders) + 1)}", fields))
+    # Answers sharing an event id are redeliveries: retries are copies.
+    events += list({f.event_id: f for f in map(make_feedback, answers)}.values())
     if events:
         events += [events[k % len(events)] for k in redeliveries]
     if orders:
@@ -186,9 +201,7 @@ def histories(draw: st.DrawFn, max_orders: int = 500) -> list[Event]:
 
 
 def apply(state: CustomerState, event: Event, cfg: StateConfig = CFG) -> Transition:
-    if isinstance(event, Purchase):
-        return apply_purchase(state, event, cfg)
-    return apply_cancellation(state, event, cfg)
+    return apply_event(state, event, cfg)
 
 
 def replay(events: Iterable[Event], cfg: StateConfig = CFG) -> CustomerState:
@@ -214,6 +227,8 @@ class Expected:
     plan: str | None
     subscription_ended_at: datetime | None
     held: frozenset[str]
+    #: The latest NPS answer: (occurred_at, event_id, score).
+    score: tuple[datetime, str, int] | None
 
 
 def _q(x: Decimal) -> Decimal:
@@ -221,7 +236,9 @@ def _q(x: Decimal) -> Decimal:
 
 
 def oracle(events: Sequence[Event], default_margin: Decimal = CFG.default_margin) -> Expected:
-    distinct = list({e.event_id: e for e in events}.values())
+    # Each input deduplicates its own event ids: a feedback event may reuse a
+    # cancellation's.
+    distinct = list({(type(e), e.event_id): e for e in events}.values())
     orders: dict[str, Purchase] = {}
     for e in sorted((e for e in distinct if isinstance(e, Purchase)), key=lambda e: e.event_id):
         orders.setdefault(e.order_id, e)
@@ -254,8 +271,9 @@ def oracle(events: Sequence[Event], default_margin: Decimal = CFG.default_margin
     with_channel = [p for p in orders.values() if p.channel]
     charges = [p for p in orders.values() if p.subscription]
     ends = [c.occurred_at for c in matched if c.scope is Scope.SUBSCRIPTION]
+    answers = [(f.occurred_at, f.event_id, f.score) for f in distinct if isinstance(f, Feedback)]
     return Expected(
-        version=len(orders) + len(matched),
+        version=len(orders) + len(matched) + len(answers),
         orders=len(live),
         gross=sum((_q(p.amount * FX.rates[p.currency]) for p in orders.values()), Decimal(0)),
         net=sum(nets.values(), Decimal(0)),
@@ -276,6 +294,7 @@ def oracle(events: Sequence[Event], default_margin: Decimal = CFG.default_margin
         else None,
         subscription_ended_at=max(ends, default=None),
         held=frozenset(c.event_id for c in cancels if c.order_id not in orders),
+        score=max(answers, default=None),
     )
 
 
@@ -296,4 +315,7 @@ def observed(state: CustomerState) -> Expected:
         plan=None if state.subscription is None else state.subscription.plan_id,
         subscription_ended_at=state.subscription_ended_at,
         held=frozenset(h.event_id for hs in state.pending.values() for h in hs),
+        score=None
+        if state.score is None
+        else (state.score.occurred_at, state.score.event_id, state.score.score),
     )

@@ -15,6 +15,13 @@ from state.fx import load_fx_table
 from streams.demo import DemoEvent
 from streams.processing import Processor, Record
 
+#: The default input topic of each kind of demo event.
+TOPICS = {
+    "purchase": "orders.purchases",
+    "cancellation": "orders.cancellations",
+    "feedback": "customers.feedback",
+}
+
 
 def processor() -> Processor:
     cfg = StateConfig(fx=load_fx_table(None, "USD"))
@@ -34,6 +41,21 @@ def purchase(n: int, at: datetime, customer: str = "c-1") -> Record:
     return Record("orders.purchases", 0, n, customer.encode(), orjson.dumps(body))
 
 
+def feedback(
+    event_id: str, at: datetime, score: int, customer: str = "c-1", key: str | None = None
+) -> Record:
+    """NPS answer ``event_id`` of ``customer`` (keyed by ``key``, default the customer)."""
+    body = {
+        "event_id": event_id,
+        "customer_id": customer,
+        "occurred_at": at.isoformat(),
+        "score": score,
+        "comment": "fine",
+    }
+    key_bytes = (customer if key is None else key).encode()
+    return Record("customers.feedback", 0, 0, key_bytes, orjson.dumps(body))
+
+
 def replay(events: Iterable[DemoEvent], now: datetime) -> dict[str, CustomerState]:
     """Every customer's final state after ``events`` went through ``processor()`` in
     order, with the table kept in a dict as the worker's store would."""
@@ -41,7 +63,7 @@ def replay(events: Iterable[DemoEvent], now: datetime) -> dict[str, CustomerStat
     table: dict[bytes, bytes] = {}
     offsets: Counter[str] = Counter()
     for event in events:
-        topic = f"orders.{event.kind}s"
+        topic = TOPICS[event.kind]
         key = event.key.encode()
         record = Record(topic, 0, offsets[topic], key, orjson.dumps(event.value))
         offsets[topic] += 1

@@ -8,11 +8,20 @@ from decimal import Decimal
 
 import orjson
 import pytest
-from domain_histories import CFG, T0, Event, apply, histories, make_purchase, replay
+from domain_histories import (
+    CFG,
+    T0,
+    Event,
+    apply,
+    histories,
+    make_feedback,
+    make_purchase,
+    replay,
+)
 from hypothesis import given, settings
 
-from state.codec import FORMAT, ZDICT, CodecError, decode_state, encode_state
-from state.customer import id_hash, new_state
+from state.codec import FORMAT, ZDICT, CodecError, decode_state, encode_body, encode_state
+from state.customer import Score, id_hash, new_state
 
 
 def test_empty_state_round_trips() -> None:
@@ -46,6 +55,33 @@ def test_decoded_state_keeps_working() -> None:
     assert t.state == apply(live, later, CFG).state
 
 
+#: The body of a format-3 value written before the state kept NPS scores: one
+#: order of 10.50 SEK with a 2 SEK refund.
+WITHOUT_FEEDBACK = (
+    b'["c-1",2,"10.5000",["seo",1772323200000000,"o-1"],["books"],null,null,null,'
+    b'[[2815173406902266469],[1772323200000000],["SEK",1],["10.50"],["0.5",1],'
+    b'[[0,"2",null]]],[],[8458119715100675186]]'
+)
+
+
+def test_a_value_written_without_feedback_still_decodes_and_encodes_the_same() -> None:
+    state = decode_state(_deflated(WITHOUT_FEEDBACK))
+    assert state.score is None and state.nps_class == "unknown"
+    assert (state.orders, state.net, state.version) == (1, Decimal("8.5000"), 2)
+    assert encode_body(state) == WITHOUT_FEEDBACK
+
+
+def test_the_latest_score_round_trips_as_a_trailing_element() -> None:
+    order = make_purchase(1, (0, Decimal(10), "SEK", None, None, [], None))
+    at = T0 + timedelta(minutes=90)
+    for events in ([make_feedback((90, 7, 2))], [order, make_feedback((90, 7, 2))]):
+        state = replay(events)
+        assert state.score == Score(at, "f-2", 7)
+        raw = encode_state(state)
+        assert decode_state(raw) == state and encode_state(decode_state(raw)) == raw
+        assert orjson.loads(encode_body(state))[11:] == [[int(at.timestamp()) * 10**6, "f-2", 7]]
+
+
 def _deflated(body: bytes) -> bytes:
     packer = zlib.compressobj(6, zlib.DEFLATED, -12, 8, zdict=ZDICT)
     return b"\x03" + packer.compress(body) + packer.flush()
@@ -65,6 +101,10 @@ def _deflated(body: bytes) -> bytes:
         # a ledger whose columns disagree in length
         _deflated(b'["c",0,"0",[null,null,null],[],null,null,null,[[1,2],[5],[],[],[],[]],[],[]]'),
         _deflated(orjson.dumps(["c"] * 10))[:-3],  # truncated
+        # the score element: null is never written, nor a thirteenth element
+        _deflated(WITHOUT_FEEDBACK[:-1] + b",null]"),
+        _deflated(WITHOUT_FEEDBACK[:-1] + b',[0,"f-1"]]'),
+        _deflated(WITHOUT_FEEDBACK[:-1] + b',[0,"f-1",9],[0,"f-2",9]]'),
         _deflated(b" " * (17 * 1024 * 1024)),  # inflates past MAX_BODY_BYTES
     ],
 )

@@ -20,7 +20,7 @@ from statistics import mean
 import orjson
 import pytest
 
-from state.events import decode_cancellation, decode_purchase
+from state.events import decode_cancellation, decode_feedback, decode_purchase
 from state.fx import load_fx_table
 from streams.demo import DemoEvent, DemoFeed, cac_setting, default_cac
 from streams.settings import Settings
@@ -74,7 +74,7 @@ def test_mix_of_customers_and_event_kinds() -> None:
 
 
 def _check_feedback(body: dict[str, object]) -> None:
-    """The shape the feed emits for ``feedback`` (no worker decoder exists for it yet)."""
+    """The shape the feed means to emit for ``feedback``, beyond what the decoder checks."""
     assert {"event_id", "customer_id", "occurred_at", "score"} <= body.keys()
     assert body.keys() <= {"event_id", "customer_id", "occurred_at", "score", "comment"}
     for name in ("event_id", "customer_id"):
@@ -113,6 +113,7 @@ def test_events_follow_the_contract() -> None:
                 assert Decimal(body["amount"]) <= Decimal(order["amount"])
         else:
             assert event.kind == "feedback"
+            decode_feedback(raw)
             _check_feedback(body)
             assert any(p["customer_id"] == body["customer_id"] for p in purchases.values())
 

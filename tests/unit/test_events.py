@@ -207,6 +207,7 @@ def test_ltv_update_serialises_money_as_decimal_strings() -> None:
         segment="loyal",
         ltv_cac=None,
         model=None,
+        nps_class="promoter",
     )
     doc = orjson.loads(update.to_json())
     assert doc["net_revenue"] == "2450.00" and doc["aov"] == "490.00"
@@ -214,6 +215,7 @@ def test_ltv_update_serialises_money_as_decimal_strings() -> None:
     assert doc["as_of"] == "2026-11-21T09:00:00Z"
     assert doc["cause"] == {"type": "purchase", "event_id": "e-1"}
     assert doc["ltv_cac"] is None and doc["formula_ltv"] is None
+    assert list(doc)[-1] == "nps_class" and doc["nps_class"] == "promoter"
 
 
 def test_churn_risk_change_serialises() -> None:

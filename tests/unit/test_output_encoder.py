@@ -41,7 +41,11 @@ updates = st.fixed_dictionaries(
         "version": st.integers(0, 2**40),
         "as_of": times,
         "cause": st.fixed_dictionaries(
-            {"type": st.sampled_from(["purchase", "cancellation", "inactivity", "query"])},
+            {
+                "type": st.sampled_from(
+                    ["purchase", "cancellation", "feedback", "inactivity", "query"]
+                )
+            },
             optional={"event_id": optional(ids)},
         ),
         "currency": st.sampled_from(["USD", "EUR"]),
@@ -64,6 +68,7 @@ updates = st.fixed_dictionaries(
         "model": optional(
             st.fixed_dictionaries({"name": ids}, optional={"version": optional(ids)})
         ),
+        "nps_class": st.sampled_from(["promoter", "passive", "detractor", "unknown"]),
     }
 )
 churns = st.fixed_dictionaries(
@@ -76,7 +81,7 @@ churns = st.fixed_dictionaries(
         "p_alive": optional(floats),
         "days_since_last_order": optional(st.integers(0, 10**5)),
         "expected_next_order_at": optional(times),
-        "cause": st.sampled_from(["purchase", "inactivity", "subscription_cancelled"]),
+        "cause": st.sampled_from(["purchase", "feedback", "inactivity", "subscription_cancelled"]),
     }
 )
 

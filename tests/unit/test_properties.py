@@ -1,5 +1,6 @@
 """Property tests of the domain core over multi-year histories: order independence,
-idempotency at any distance, exact figures and BTYD statistics, held cancellations.
+idempotency at any distance, exact figures and BTYD statistics, held cancellations,
+the latest NPS answer.
 
 Every history spans up to three years with up to 500 orders (``histories``); the
 oracle (``domain_histories.oracle``) recomputes the figures from the event list
@@ -34,6 +35,8 @@ MANY = settings(max_examples=2000, deadline=None)
 @MANY
 @given(st.data())
 def test_any_permutation_gives_the_identical_state(data: st.DataObject) -> None:
+    """Purchases, cancellations and NPS answers with redeliveries, in any order:
+    the same state, so the same bytes, latest score and version."""
     events = data.draw(histories())
     shuffled = data.draw(st.permutations(events))
     in_order, reordered = replay(events), replay(shuffled)

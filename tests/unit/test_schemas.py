@@ -20,7 +20,9 @@ import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from processor_fixtures import TOPICS
 from schema_check import SCHEMA_DIR, assert_valid, validator
+from test_events import CANCELLATION, PURCHASE
 
 from ltv.gammagamma import GammaGammaParams
 from ltv.mbgnbd import MBGNBDParams
@@ -28,7 +30,7 @@ from ltv.rfm import RfmEdges
 from ltv.valuation import ModelSnapshot, ValuationConfig
 from state.customer import StateConfig
 from state.envelope import Output
-from state.events import EventError, decode_cancellation, decode_purchase
+from state.events import EventError, InputKind, decode_event
 from state.fx import load_fx_table
 from streams.cli import main
 from streams.demo import DemoFeed
@@ -44,26 +46,12 @@ MODEL = ModelSnapshot(
     rfm=RfmEdges((10, 30, 90, 180), (0, 1, 2, 4), (50, 100, 200, 400)),
     subscription_monthly_churn=0.1,
 )
-PURCHASE: dict[str, Any] = {
-    "event_id": "e-1",
-    "order_id": "o-1001",
+FEEDBACK: dict[str, Any] = {
+    "event_id": "f-1",
     "customer_id": "c-42",
-    "occurred_at": "2026-11-20T10:15:00+01:00",
-    "amount": "499.00",
-    "currency": "SEK",
-    "margin_rate": 0.42,
-    "channel": "paid_search",
-    "items": [{"sku": "A1", "category": "books", "quantity": 1, "unit_price": "499.00"}],
-    "subscription": {"plan_id": "pro", "interval": "month"},
-}
-CANCELLATION: dict[str, Any] = {
-    "event_id": "e-2",
-    "order_id": "o-1001",
-    "customer_id": "c-42",
-    "occurred_at": "2026-11-21T09:00:00Z",
-    "amount": "100.00",
-    "scope": "order",
-    "reason": "returned",
+    "occurred_at": "2026-11-22T08:30:00+01:00",
+    "score": 9,
+    "comment": "Fast delivery.",
 }
 
 
@@ -106,7 +94,7 @@ def demo_events(customers: int = 80, seed: int = 3) -> list[tuple[EventType, byt
     """A year of the demo shop: (kind, key, value) in event-time order."""
     return [
         (ev.kind, ev.key.encode(), orjson.dumps(ev.value))
-        for ev in DemoFeed(customers, seed, START, feedback=False)
+        for ev in DemoFeed(customers, seed, START)
     ]
 
 
@@ -115,12 +103,12 @@ def test_demo_events_are_valid_inputs() -> None:
     for kind, _, value in demo_events():
         assert_valid(kind, value)
         kinds.add(kind)
-    assert kinds == {"purchase", "cancellation"}
+    assert kinds == {"purchase", "cancellation", "feedback"}
 
 
 #: The JSON examples of each docs page, in the order they appear there.
 EXAMPLES: dict[str, list[EventKind]] = {
-    "input-events.md": ["purchase", "cancellation"],
+    "input-events.md": ["purchase", "cancellation", "feedback"],
     "output-events.md": ["update", "churn", "dead_letter"],
 }
 
@@ -138,10 +126,9 @@ def schema_accepts(kind: EventType, doc: Any) -> bool:
     return validator(kind).is_valid(doc)  # type: ignore[arg-type]
 
 
-def decoder_accepts(kind: EventType, doc: Any) -> bool:
-    decode = decode_purchase if kind == "purchase" else decode_cancellation
+def decoder_accepts(kind: InputKind, doc: Any) -> bool:
     try:
-        decode(orjson.dumps(doc), fx=FX)
+        decode_event(kind, orjson.dumps(doc), fx=FX)
     except EventError:
         return False
     return True
@@ -189,6 +176,35 @@ def test_cancellations_the_decoder_refuses_the_schema_refuses(change: dict[str, 
     doc = {**CANCELLATION, **change}
     assert not decoder_accepts("cancellation", doc)
     assert not schema_accepts("cancellation", doc)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"score": -1},
+        {"score": 11},
+        {"score": True},
+        {"score": 9.5},
+        {"score": "9"},
+        {"score": None},
+        {"comment": "x" * 1001},
+        {"comment": 5},
+        {"customer_id": ""},
+    ],
+)
+def test_feedback_the_decoder_refuses_the_schema_refuses(change: dict[str, Any]) -> None:
+    doc = {**FEEDBACK, **change}
+    assert not decoder_accepts("feedback", doc)
+    assert not schema_accepts("feedback", doc)
+
+
+@pytest.mark.parametrize(
+    "change", [{"score": 0}, {"score": 10}, {"comment": None}, {"unknown_field": 1}]
+)
+def test_feedback_the_decoder_accepts_the_schema_accepts(change: dict[str, Any]) -> None:
+    doc = {**FEEDBACK, **change}
+    assert decoder_accepts("feedback", doc)
+    assert schema_accepts("feedback", doc)
 
 
 @pytest.mark.parametrize(
@@ -254,23 +270,29 @@ def garbage() -> list[tuple[EventType, bytes | None, bytes]]:
         ("purchase", None, orjson.dumps(good)),
         ("purchase", key, orjson.dumps({**good, "reason": "x" * 70_000})),
         ("cancellation", key, orjson.dumps([1, 2])),
+        ("feedback", key, orjson.dumps({**FEEDBACK, "customer_id": "c-000001", "score": 11})),
     ]
 
 
 def outputs_of(p: Processor) -> Iterator[Output]:
     """Every output of the demo year, bad records, a held cancellation that is
-    never matched, time-driven ticks a year on and a GET /customers body."""
+    never matched, NPS answers, time-driven ticks a year on and a GET /customers body."""
     stored: dict[bytes | None, bytes] = {}
     ghost = {**CANCELLATION, "customer_id": "c-000001", "order_id": "never-bought"}
     ghost["occurred_at"] = START.isoformat()
+    answers = [
+        {**FEEDBACK, "customer_id": "c-000001", "occurred_at": START.isoformat()},
+        {**FEEDBACK, "customer_id": "c-000002", "event_id": "f-2", "comment": None},
+    ]
     valid: list[tuple[EventType, bytes | None, bytes]] = [
         ("cancellation", b"c-000001", orjson.dumps(ghost)),
         *demo_events(),
+        *(("feedback", a["customer_id"].encode(), orjson.dumps(a)) for a in answers),
     ]
     now = START
-    offsets = {"purchase": 0, "cancellation": 0}  # one partition of each input topic
+    offsets = dict.fromkeys(TOPICS, 0)  # one partition of each input topic
     for n, (kind, key, value) in enumerate([*valid, *garbage()]):
-        topic = "orders.purchases" if kind == "purchase" else "orders.cancellations"
+        topic = TOPICS[kind]
         if n < len(valid):  # processed as it happens; the bad records at the end
             now = max(now, datetime.fromisoformat(orjson.loads(value)["occurred_at"]))
         record = Record(topic, 0, offsets[kind], key, value)
@@ -296,13 +318,15 @@ KINDS = {"update": "update", "churn": "churn", "dead_letter": "dead_letter"}
 def validate_all(outputs: Iterable[Output]) -> dict[str, set[str]]:
     """Validate each output; what was seen: update and churn causes, dead-letter
     codes and value encodings, and which figures were ever non-null."""
-    seen: dict[str, set[str]] = {k: set() for k in ("update", "churn", "code", "encoding", "set")}
+    keys = ("update", "churn", "code", "encoding", "set", "nps")
+    seen: dict[str, set[str]] = {k: set() for k in keys}
     for out in outputs:
         assert_valid(out.kind, out.value)
         doc = orjson.loads(out.value)
         if out.kind == "update":
             seen["update"].add(doc["cause"]["type"])
             seen["set"].update(k for k, v in doc.items() if v is not None)
+            seen["nps"].add(doc["nps_class"])
         elif out.kind == "churn":
             seen["churn"].add(doc["cause"])
         else:
@@ -316,7 +340,7 @@ def test_every_output_the_processor_renders_matches_its_schema(
     model: ModelSnapshot | None,
 ) -> None:
     seen = validate_all(outputs_of(processor(model)))
-    assert seen["update"] == {"purchase", "cancellation", "inactivity", "query"}
+    assert seen["update"] == {"purchase", "cancellation", "feedback", "inactivity", "query"}
     assert {"purchase", "inactivity", "subscription_cancelled"} <= seen["churn"]
     assert seen["code"] == {
         "invalid_json",
@@ -329,3 +353,4 @@ def test_every_output_the_processor_renders_matches_its_schema(
     assert seen["encoding"] == {"utf8", "base64"}
     if model is not None:  # every figure of an update is rendered at least once
         assert {"segment", "ltv_cac", "model", "p_alive", "expected_next_order_at"} <= seen["set"]
+    assert seen["nps"] == {"promoter", "passive", "detractor", "unknown"}

@@ -28,10 +28,7 @@ def test_defaults_match_design() -> None:
     assert s.redis_url == "redis://127.0.0.1:6379/0"
     assert s.web_port == 6066
     assert s.partitions == 8
-    assert (s.topic_purchases, s.topic_cancellations) == (
-        "orders.purchases",
-        "orders.cancellations",
-    )
+    assert s.input_topics == ("orders.purchases", "orders.cancellations", "customers.feedback")
     assert (s.topic_updates, s.topic_churn, s.topic_dead_letter) == (
         "ltv.updates",
         "ltv.churn-risk",
@@ -91,8 +88,12 @@ def test_bad_value_names_the_variable(
     assert "\n" not in message
 
 
-def test_topics_must_differ(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("LTV_TOPIC_UPDATES", "orders.purchases")
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [("LTV_TOPIC_UPDATES", "orders.purchases"), ("LTV_TOPIC_FEEDBACK", "orders.cancellations")],
+)
+def test_topics_must_differ(monkeypatch: pytest.MonkeyPatch, variable: str, value: str) -> None:
+    monkeypatch.setenv(variable, value)
     with pytest.raises(SettingsError, match="must all differ"):
         load_settings()
 
