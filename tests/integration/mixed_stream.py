@@ -128,6 +128,7 @@ def build_stream(
         seed=feed_seed,
         start=start,
         span_days=HISTORY.days,
+        feedback=False,
     )
     timed = []
     for ev in feed:

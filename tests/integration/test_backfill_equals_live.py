@@ -48,7 +48,9 @@ def _live(lines: list[bytes]) -> dict[str, CustomerState]:
 
 
 async def test_backfill_with_event_clock_equals_live(tmp_path: Path) -> None:
-    feed = DemoFeed(800, seed=11, start=datetime(2025, 3, 1, tzinfo=UTC), span_days=120)
+    feed = DemoFeed(
+        800, seed=11, start=datetime(2025, 3, 1, tzinfo=UTC), span_days=120, feedback=False
+    )
     lines = [orjson.dumps(e.value) for _, e in zip(range(EVENTS), feed, strict=False)]
     path = tmp_path / "history.jsonl"
     path.write_bytes(b"\n".join(lines) + b"\n")

@@ -103,7 +103,7 @@ def test_demo_events_are_valid_inputs() -> None:
     for kind, _, value in demo_events():
         assert_valid(kind, value)
         kinds.add(kind)
-    assert kinds == {"purchase", "cancellation"}
+    assert kinds == {"purchase", "cancellation", "feedback"}
 
 
 #: The JSON examples of each docs page, in the order they appear there.
@@ -353,4 +353,4 @@ def test_every_output_the_processor_renders_matches_its_schema(
     assert seen["encoding"] == {"utf8", "base64"}
     if model is not None:  # every figure of an update is rendered at least once
         assert {"segment", "ltv_cac", "model", "p_alive", "expected_next_order_at"} <= seen["set"]
-    assert seen["nps"] == {"promoter", "unknown"}
+    assert seen["nps"] == {"promoter", "passive", "detractor", "unknown"}
