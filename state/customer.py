@@ -426,17 +426,31 @@ def apply_purchase(state: CustomerState, p: Purchase, cfg: StateConfig) -> Trans
     return Transition(s, "applied", tuple(applied), changed=_changed(state, s))
 
 
-def apply_cancellation(state: CustomerState, c: Cancellation, cfg: StateConfig) -> Transition:
-    """Refund/cancel an order, or hold the cancellation until its purchase arrives."""
-    if c.customer_id != state.customer_id:
-        raise ValueError(f"cancellation of {c.customer_id!r} applied to {state.customer_id!r}")
-    event_key = id_hash(c.event_id)
+def _admitted(
+    state: CustomerState, what: str, customer_id: str, event_key: int, cfg: StateConfig
+) -> CustomerState | Transition:
+    """A copy of ``state`` that remembers ``event_key``, or the transition refusing it.
+
+    The events remembered by id (cancellations, NPS answers) are taken in
+    the same way: a redelivery is a duplicate, and the per-customer cap
+    refuses an event before it is remembered.
+    """
+    if customer_id != state.customer_id:
+        raise ValueError(f"{what} of {customer_id!r} applied to {state.customer_id!r}")
     if event_key in state.seen:
         return Transition(state, "duplicate")
     if state.remembered >= cfg.max_events:
         return Transition(state, "limit")
     s = _copy(state)
     s.seen.add(event_key)
+    return s
+
+
+def apply_cancellation(state: CustomerState, c: Cancellation, cfg: StateConfig) -> Transition:
+    """Refund/cancel an order, or hold the cancellation until its purchase arrives."""
+    s = _admitted(state, "cancellation", c.customer_id, id_hash(c.event_id), cfg)
+    if isinstance(s, Transition):
+        return s
     held = Held.of(c)
     order_key = id_hash(c.order_id)
     if order_key in s.ledger:
@@ -454,15 +468,9 @@ def apply_feedback(state: CustomerState, f: Feedback, cfg: StateConfig) -> Trans
     (a version), so the version depends on the set of answers, not on which
     came first.
     """
-    if f.customer_id != state.customer_id:
-        raise ValueError(f"feedback of {f.customer_id!r} applied to {state.customer_id!r}")
-    key = feedback_key(f.event_id)
-    if key in state.seen:
-        return Transition(state, "duplicate")
-    if state.remembered >= cfg.max_events:
-        return Transition(state, "limit")
-    s = _copy(state)
-    s.seen.add(key)
+    s = _admitted(state, "feedback", f.customer_id, feedback_key(f.event_id), cfg)
+    if isinstance(s, Transition):
+        return s
     kept = s.score
     if kept is None or (f.occurred_at, f.event_id) > (kept.occurred_at, kept.event_id):
         s.score = Score(f.occurred_at, f.event_id, f.score)
