@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import certifi
 import pytest
 from faust.auth import SASLCredentials, SSLCredentials
 
@@ -39,7 +40,6 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture
 def ca_file() -> Path:
     """A real CA bundle (certifi's), so an SSL context can load it."""
-    certifi = pytest.importorskip("certifi")
     return Path(certifi.where())
 
 
