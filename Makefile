@@ -8,11 +8,11 @@ CODE := streams state ltv
 
 .PHONY: install run test lint unit integration infra-up infra-down infra-status clean
 
+# -qq: setuptools prints an advisory box on every editable install; pip
+# still prints errors, and a failed install still fails the target.
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	# -qq: setuptools prints an advisory box on every editable install; pip
-	# still prints errors, and a failed install still fails the target.
 	$(BIN)/pip install -qq -e '.[test,dev]'
 	touch $(STAMP)
 
