@@ -18,7 +18,10 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Literal
 
-EventKind = Literal["purchase", "cancellation", "feedback"]
+from state.events import InputKind
+
+#: Which input topic an event belongs to: one of the worker's input kinds.
+EventKind = InputKind
 _Profile = Literal["one_timer", "repeat", "subscriber"]
 
 
