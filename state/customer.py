@@ -66,10 +66,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Literal, NamedTuple
+from typing import Literal, NamedTuple, cast
 
 import orjson
 
+from ltv.insights import nps_class as class_of_score
 from state.events import Cancellation, Feedback, InputEvent, InputKind, NpsClass, Purchase, Scope
 from state.fx import MONEY_CONTEXT, MONEY_QUANTUM, FxTable
 
@@ -205,10 +206,8 @@ class Score:
     score: int
 
     def nps_class(self) -> NpsClass:
-        """Promoters answer 9-10, passives 7-8, detractors 0-6 (the NPS rule)."""
-        if self.score >= 9:
-            return "promoter"
-        return "passive" if self.score >= 7 else "detractor"
+        """Promoters answer 9-10, passives 7-8, detractors 0-6 (``ltv.insights.nps_class``)."""
+        return cast(NpsClass, class_of_score(self.score))
 
 
 @dataclass(slots=True)
