@@ -1,4 +1,4 @@
-"""What the ``customers`` table stores per key: the state and its owed outputs.
+"""What the ``customers`` table stores per key: the state, its insights, its owed outputs.
 
 Next to the encoded ``CustomerState`` sits the ``outbox``: the output records
 (``ltv.updates``, ``ltv.churn-risk``, dead letters) that the write producing
@@ -9,9 +9,23 @@ Recovery re-sends the outbox of every changelog record it restores instead
 (a transactional outbox), so the update is published at least once. Redis
 keeps the value without its outbox.
 
+Two optional sections sit between the state and its outbox, for the live
+group aggregates (``state.insights``, docs/insights.md):
+
+* ``valued``: the parts of the last published valuation the aggregates read
+  (``Valued.encode``, a few dozen bytes). Redis keeps it with the state, so a
+  later write that does not revalue the customer contributes the same
+  predicted LTV, segment and risk as before.
+* ``contribution``: what the customer adds to its partition's sums
+  (``Contribution.encode``). It travels in the changelog, so recovery restores
+  exactly the contribution that was computed; the store keeps it beside the
+  data (``state.store.sums``) instead of in the value.
+
 Layout: byte ``0xFD``, then unsigned LEB128 varint ``len(state)``, the state
-bytes (``state.codec``), then per output: kind byte, ``len(key) + 1`` (0: no
-key), key, ``len(value)``, value. Any other first byte is refused.
+bytes (``state.codec``); then, each optional, section byte 4 and the
+length-prefixed ``valued``, section byte 5 and the length-prefixed
+``contribution``; then per output: kind byte, ``len(key) + 1`` (0: no key),
+key, ``len(value)``, value. Any other first byte is refused.
 """
 
 from __future__ import annotations
@@ -28,6 +42,8 @@ MARKER = 0xFD
 OutputKind = Literal["update", "churn", "dead_letter"]
 _KIND_BYTES: dict[OutputKind, int] = {"update": 1, "churn": 2, "dead_letter": 3}
 _KINDS: dict[int, OutputKind] = {b: k for k, b in _KIND_BYTES.items()}
+_VALUED = 4
+_CONTRIBUTION = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,12 +61,25 @@ class Stored:
 
     state: bytes
     outbox: tuple[Output, ...] = ()
+    valued: bytes | None = None
+    contribution: bytes | None = None
 
 
-def encode(state: bytes, outbox: Sequence[Output] = ()) -> bytes:
+def encode(
+    state: bytes,
+    outbox: Sequence[Output] = (),
+    *,
+    valued: bytes | None = None,
+    contribution: bytes | None = None,
+) -> bytes:
     out = bytearray((MARKER,))
     _varint(out, len(state))
     out += state
+    for kind, section in ((_VALUED, valued), (_CONTRIBUTION, contribution)):
+        if section is not None:
+            out.append(kind)
+            _varint(out, len(section))
+            out += section
     for output in outbox:
         out.append(_KIND_BYTES[output.kind])
         if output.key is None:
@@ -70,6 +99,7 @@ def decode(raw: bytes) -> Stored:
         size, pos = _read_varint(raw, 1)
         state = _take(raw, pos, size)
         pos += size
+        (valued, contribution), pos = _sections(raw, pos)
         outbox: list[Output] = []
         while pos < len(raw):
             kind = _KINDS[raw[pos]]
@@ -82,7 +112,7 @@ def decode(raw: bytes) -> Stored:
             outbox.append(Output(kind, key, value))
     except (IndexError, KeyError) as exc:
         raise CodecError(f"corrupt table value: {exc!r}") from exc
-    return Stored(state, tuple(outbox))
+    return Stored(state, tuple(outbox), valued, contribution)
 
 
 def customer_state(raw: bytes) -> CustomerState:
@@ -91,12 +121,44 @@ def customer_state(raw: bytes) -> CustomerState:
 
 
 def without_outbox(raw: bytes) -> bytes:
-    """The value as Redis keeps it: the outbox is only needed in the changelog.
+    """The value without its outbox, which is only needed in the changelog.
 
-    Cuts after the state without parsing the outputs (called on every write).
+    Cuts before the first output without parsing the outputs (called on every write).
     """
-    end = _state_span(raw)[1]
+    end = _sections(raw, _state_span(raw)[1])[1]
     return raw if end == len(raw) else raw[:end]
+
+
+def split_contribution(raw: bytes) -> tuple[bytes, bytes | None]:
+    """The value as Redis keeps it (state and ``valued``, no outbox) and its contribution."""
+    start = _state_span(raw)[1]
+    (valued, contribution), _ = _sections(raw, start)
+    if valued is not None:
+        out = bytearray(raw[:start])
+        out.append(_VALUED)
+        _varint(out, len(valued))
+        out += valued
+        return bytes(out), contribution
+    return raw[:start], contribution
+
+
+def valued_of(raw: bytes) -> bytes | None:
+    """The ``valued`` section of a table value (None: never valued)."""
+    return _sections(raw, _state_span(raw)[1])[0][0]
+
+
+def _sections(raw: bytes, pos: int) -> tuple[tuple[bytes | None, bytes | None], int]:
+    """The ``valued`` and ``contribution`` sections at ``pos``, and where the outbox starts."""
+    found: dict[int, bytes] = {}
+    try:
+        for kind in (_VALUED, _CONTRIBUTION):
+            if pos < len(raw) and raw[pos] == kind:
+                size, pos = _read_varint(raw, pos + 1)
+                found[kind] = _take(raw, pos, size)
+                pos += size
+    except IndexError as exc:
+        raise CodecError(f"corrupt table value: {exc!r}") from exc
+    return (found.get(_VALUED), found.get(_CONTRIBUTION)), pos
 
 
 def state_of(raw: bytes) -> bytes:

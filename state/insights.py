@@ -17,15 +17,13 @@ the aggregates of partitions merge by addition.
 The contribution to remove must be exactly the one added. Predicted LTV,
 segment and churn risk come from the valuation, which depended on the clock
 and the model of its time, so the old state alone cannot give them back.
-Two ways to store what is needed, next to the state in the same write:
-
-* the contribution itself (``Contribution.encode``, about 1 KB): exact even
-  when the configuration (CAC channels, value basis) changed in between;
-* the valuation part only (``Valued.encode``, a few dozen bytes), the old
-  contribution then being ``Contribution.of(old_state, stored_valued, ...)``:
-  exact while the configuration stays the same; after a change of
-  ``LTV_CAC`` or ``LTV_VALUE_BASIS`` the aggregates must be rebuilt from the
-  stored states.
+The worker therefore stores both next to the state, in the same write: the
+valuation part (``Valued.encode``, a few dozen bytes) with the state, so a
+write that does not revalue contributes as before; the contribution itself
+(``Contribution.encode``) beside it, where the store's write script
+subtracts it when the next one arrives (``state.store.sums``). That stays
+exact even when the configuration (CAC channels, value basis) changed in
+between: each customer is counted as it was last written.
 
 Nothing here depends on a clock: contributions keep every cohort month and
 calendar month, and the read side (``ltv.insights``) folds and windows them
@@ -68,7 +66,7 @@ from ltv.valuation import Valuation
 from state.customer import CustomerState, SubscriptionState
 from state.fx import MONEY_QUANTUM
 
-#: Version of the encoded aggregate and contribution.
+#: Version of the encoded aggregate.
 FORMAT = 1
 
 # A plan's charge per month (months of 365.25 / 12 days, as the fit job counts).
@@ -195,12 +193,17 @@ class Contribution:
         return cls(tuple(sorted(out.items())))
 
     def encode(self) -> bytes:
-        """Canonical JSON, to store with the customer's state."""
-        return orjson.dumps({"format": FORMAT, "sums": dict(self.sums)})
+        """A flat JSON object of key -> integer: what the store's write script
+        reads (``state.store.sums``), so it carries no format wrapper."""
+        return orjson.dumps(dict(self.sums))
 
     @classmethod
     def decode(cls, data: bytes) -> Contribution:
-        return cls(tuple(sorted(_decode_sums(data).items())))
+        try:
+            sums = orjson.loads(data)
+        except orjson.JSONDecodeError as exc:
+            raise InsightsError(f"not JSON: {exc}") from None
+        return cls(tuple(sorted(_checked(sums).items())))
 
 
 def delta(old: Contribution, new: Contribution) -> dict[str, int]:
@@ -335,7 +338,10 @@ def _decode_sums(data: bytes) -> dict[str, int]:
         raise InsightsError(f"not JSON: {exc}") from None
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         raise InsightsError(f"not an aggregate of format {FORMAT}")
-    sums = doc.get("sums")
+    return _checked(doc.get("sums"))
+
+
+def _checked(sums: object) -> dict[str, int]:
     if not isinstance(sums, dict) or not all(type(v) is int and v != 0 for v in sums.values()):
         raise InsightsError("sums must be an object of non-zero integers")
     return sums

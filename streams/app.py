@@ -15,7 +15,7 @@ from faust.types import TableT
 import state.store
 from state.envelope import OutputKind
 from streams.kafka_security import faust_credentials
-from streams.outbox import CustomerOutbox
+from streams.outbox import CustomerContributions, CustomerOutbox
 from streams.settings import Settings
 
 
@@ -132,12 +132,14 @@ def build_app(settings: Settings) -> ServiceApp:
         value_type=bytes,
         # The inactivity schedule has no changelog: a customer recovered from the
         # changelog is looked at again at once, which files its next check.
-        # Values carry the outputs they owe: recovery resends them (streams.outbox).
+        # Values carry the outputs they owe: recovery resends them (streams.outbox),
+        # and what they add to the partition's insights sums (state.store.sums).
         # The unit of work seals a batch's writes once its records are
         # acknowledged (streams.unit_of_work): nothing else is flushed.
         options={
             "schedule_recovered": True,
             "outbox": CustomerOutbox(app, topics.output_names()),
+            "contributions": CustomerContributions(),
             "explicit_seal": True,
         },
     )

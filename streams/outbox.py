@@ -3,6 +3,8 @@
 Glue between ``state.envelope`` (the value layout) and the store's
 ``Outbox`` protocol (``state.store.outbox``): Redis keeps the value without
 its outbox, and recovery resends the owed records to their output topics.
+Values also carry their contribution to the group aggregates, which the
+store keeps beside the data (``Contributions`` of ``state.store.sums``).
 """
 
 from __future__ import annotations
@@ -46,3 +48,10 @@ class CustomerOutbox:
             for topic in self.topics[output.kind]:
                 sent.append(await producer.send(topic, output.key, output.value, None, None, None))
         await asyncio.gather(*sent)
+
+
+class CustomerContributions:
+    """``Contributions`` of ``customers`` values: the envelope's contribution section."""
+
+    def split(self, value: bytes) -> tuple[bytes, bytes | None]:
+        return envelope.split_contribution(value)

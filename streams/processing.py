@@ -39,6 +39,7 @@ from decimal import Decimal
 from typing import Literal
 
 from ltv.formulas import ValueBasis
+from ltv.insights import InsightsConfig
 from ltv.schedule import risk_outlook
 from ltv.valuation import CustomerFigures, ModelSnapshot, Valuation, ValuationConfig, value
 from state import envelope
@@ -65,6 +66,7 @@ from state.events import (
     check_key,
     decode_event,
 )
+from state.insights import Contribution, Valued
 from streams.progress import PartitionProgress
 
 log = logging.getLogger(__name__)
@@ -94,6 +96,9 @@ class Result:
     ``next_check`` is the customer's new schedule entry, or None to leave it.
     ``notice_at`` is its entry in the held-cancellation index (scored by the
     purchases partition's event-time progress), or None to leave it.
+    ``customer`` is the new state decoded, and ``valuation`` the valuation of
+    the update published with it (None: none published, so the state keeps
+    counting in the aggregates as it was last valued).
     """
 
     outcome: str
@@ -105,6 +110,8 @@ class Result:
     churn: tuple[str | None, str] | None = None
     next_check: NextCheck | None = None
     notice_at: NextCheck | None = None
+    customer: CustomerState | None = None
+    valuation: Valuation | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,8 +137,10 @@ class Processor:
         max_bytes: int,
         cancellations_topic: str = "orders.cancellations",
         event_clock: bool = False,
+        insights_cfg: InsightsConfig | None = None,
     ) -> None:
         self.state_cfg = state_cfg
+        self.insights_cfg = insights_cfg or InsightsConfig(basis=valuation_cfg.basis)
         self.valuation_cfg = valuation_cfg
         self.base_currency = base_currency
         self.max_bytes = max_bytes
@@ -182,11 +191,33 @@ class Processor:
             progress = self.progress.setdefault(record.partition, PartitionProgress())
             progress.read(record.offset, result.occurred_at)
         if result.state is not None:
-            # The table value owes the outputs of its write (state.envelope).
             # Records that change nothing (duplicates, dead letters) write
             # nothing: a redelivery derives their outputs again.
-            result.state = envelope.encode(result.state, result.outputs)
+            result.state = self._table_value(result, result.state, stored)
         return result
+
+    def _table_value(self, result: Result, state: bytes, stored: bytes | None) -> bytes:
+        """The table value of a write: the state, what it adds to the group
+        aggregates, and the outputs it owes (``state.envelope``).
+
+        The aggregates count a customer as of the last published valuation,
+        so a write that publishes none carries the stored valuation part on.
+        """
+        customer = result.customer
+        assert customer is not None, "a result that writes a state carries it decoded"
+        valued: Valued | None
+        if result.valuation is not None:
+            valued = Valued.of(result.valuation)
+        else:
+            kept = None if stored is None else envelope.valued_of(stored)
+            valued = None if kept is None else Valued.decode(kept)
+        contribution = Contribution.of(customer, valued, self.insights_cfg, customer.nps_class)
+        return envelope.encode(
+            state,
+            result.outputs,
+            valued=None if valued is None else valued.encode(),
+            contribution=contribution.encode(),
+        )
 
     def _handle(
         self, kind: EventType, record: Record, stored: bytes | None, now: datetime
@@ -240,6 +271,7 @@ class Processor:
                 outcome=t.outcome,
                 state=encode_state(state),
                 next_check=self._next_check(state, clock),
+                customer=state,
             )
         figures = self.figures(state, clock)
         valuation = value(figures, self.model, self.valuation_cfg, clock)
@@ -266,6 +298,8 @@ class Processor:
             total_ltv=valuation.total_ltv,
             churn=churn,
             next_check=self._next_check(state, clock, figures),
+            customer=state,
+            valuation=valuation,
         )
 
     def _inactivity(self, record: Record, stored: bytes | None, now: datetime) -> Result:
@@ -308,6 +342,8 @@ class Processor:
             churn=churn,
             next_check=self._next_check(state, clock, figures),
             notice_at=NextCheck(notice_due(state, self.state_cfg)) if state.pending else None,
+            customer=state,
+            valuation=valuation if churn is not None else None,
         )
 
     def _next_check(

@@ -8,8 +8,10 @@ processor the worker runs without starting Faust.
 from __future__ import annotations
 
 from datetime import timedelta
+from decimal import Decimal
 
 from ltv.formulas import ValueBasis
+from ltv.insights import InsightsConfig
 from ltv.risk import RiskThresholds
 from ltv.valuation import ValuationConfig
 from state.customer import StateConfig
@@ -41,4 +43,16 @@ def build_processor(conf: Settings) -> Processor:
         max_bytes=conf.max_message_bytes,
         cancellations_topic=conf.topic_cancellations,
         event_clock=conf.clock == "event",
+        insights_cfg=insights_config(conf),
+    )
+
+
+def insights_config(conf: Settings) -> InsightsConfig:
+    """What the group aggregates read from the settings (docs/insights.md)."""
+    basis = ValueBasis(conf.value_basis)
+    return InsightsConfig(
+        basis=basis,
+        cac=dict(conf.cac),
+        subscription_margin=Decimal(1) if basis is ValueBasis.REVENUE else conf.default_margin,
+        currency=conf.base_currency,
     )

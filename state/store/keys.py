@@ -61,14 +61,29 @@ class KeyLayout:
         """Return the hash of ``epoch`` and ``offset`` of ``partition``."""
         return f"{self.tag(partition)}:meta".encode()
 
+    def contributions_key(self, partition: int) -> bytes:
+        """Return the hash of table key -> the value's contribution (``sums``)."""
+        return f"{self.tag(partition)}:contributions".encode()
+
+    def sums_key(self, partition: int) -> bytes:
+        """Return the hash of total name -> integer: the partition's sums (``sums``)."""
+        return f"{self.tag(partition)}:sums".encode()
+
     def index_key(self, partition: int, index: Index) -> bytes:
         """Return the sorted set of table key -> score of ``index`` in ``partition``."""
         return f"{self.tag(partition)}:{index}".encode()
 
     def keys(self, partition: int) -> list[bytes]:
-        """Return KEYS of every store script: data, meta, then each of ``INDEXES``."""
+        """Return KEYS of every store script: data, meta, contributions, sums,
+        then each of ``INDEXES``."""
         indexes = [self.index_key(partition, index) for index in INDEXES]
-        return [self.data_key(partition), self.meta_key(partition), *indexes]
+        return [
+            self.data_key(partition),
+            self.meta_key(partition),
+            self.contributions_key(partition),
+            self.sums_key(partition),
+            *indexes,
+        ]
 
     def scan_pattern(self) -> str:
         """Return a SCAN MATCH pattern for every key of this app's table."""

@@ -78,6 +78,12 @@ O(log n + due), not O(n). The indexes are not in the changelog: a partition
 rebuilt from the changelog has none until its customers are written again
 (see streams.inactivity).
 
+Sums (``sums``). With the ``contributions`` option each value carries what
+it adds to its partition's integer totals; a flush stores the contribution
+beside the data and moves the totals by the difference in the same WRITE
+script, so the totals always equal the sum over the stored values, through
+replays, chunks, wipes and rebuilds from the changelog.
+
 Standby replicas are not needed with a shared Redis (set
 ``table_standby_replicas=0``); if Faust assigns some anyway, their offsets
 are read from Redis so Faust skips the changelog, and their records are
@@ -112,6 +118,7 @@ from state.store.metrics import StoreMetrics, default_metrics
 from state.store.outbox import Outbox
 from state.store.partition import OwnedPartition
 from state.store.scripts import CLAIM, DUE, WIPE, WRITE, Script
+from state.store.sums import Contributions
 
 __all__ = ["PartitionFenced", "RedisStore"]
 
@@ -157,7 +164,9 @@ class RedisStore(SerializedStore):  # type: ignore[type-arg]
     changelog: after Redis lost a partition, its entries are rebuilt by the
     app's next look at each key; ``outbox`` -- an
     :class:`~state.store.outbox.Outbox`: values carry the outputs they owe
-    (Redis keeps ``strip(value)``; recovery resends them).
+    (Redis keeps ``strip(value)``; recovery resends them); ``contributions``
+    -- a :class:`~state.store.sums.Contributions`: values carry what they add
+    to the partition's sums, which every flush keeps exact (``state.store.sums``).
     """
 
     def __init__(self, url: str | URL, app: AppT, table: CollectionT, **kwargs: Any) -> None:
@@ -168,6 +177,7 @@ class RedisStore(SerializedStore):  # type: ignore[type-arg]
         self.metrics: StoreMetrics = options.get("metrics") or default_metrics()
         self._schedule_recovered = bool(options.get("schedule_recovered", False))
         self._outbox: Outbox | None = options.get("outbox")
+        self._contributions: Contributions | None = options.get("contributions")
         self._sync = self.config.sync_client()
         self._async = self.config.async_client()
         #: The partitions this worker owns, by number (``OwnedPartition``).
@@ -337,7 +347,8 @@ class RedisStore(SerializedStore):  # type: ignore[type-arg]
         if owned is None:
             return []
         buffer, epoch = owned.buffer, owned.epoch
-        position = 3 + INDEXES.index(index)  # KEYS of the scripts: data, meta, indexes
+        # KEYS of the scripts: data, meta, contributions, sums, then the indexes.
+        position = 5 + INDEXES.index(index)
         args = [str(epoch), repr(until), str(limit), repr(retry_at), str(position)]
         keys = await self._retry("due", self._evaluator(DUE, partition, args))
         if keys is None:
@@ -763,7 +774,8 @@ class RedisStore(SerializedStore):  # type: ignore[type-arg]
             if owned is None or owned.buffer is not buffer:
                 raise PartitionFenced(f"partition {partition} no longer owned")
             epoch = owned.epoch
-            for args in self._write_chunks(epoch, snapshot):
+            kept, contributions = self._split(snapshot.items)
+            for args in self._write_chunks(epoch, snapshot, kept, contributions):
                 applied = await self._retry(
                     "flush", self._evaluator(WRITE, partition, args), deadline
                 )
@@ -782,18 +794,40 @@ class RedisStore(SerializedStore):  # type: ignore[type-arg]
             return
         buffer.settle(snapshot)
         self.metrics.keys_flushed.inc(len(snapshot.items))
-        for key, value in snapshot.items.items():
+        for key, value in kept.items():
             if key not in buffer:
                 self._cache.put((partition, key), value)
 
-    def _write_chunks(self, epoch: int, snapshot: Snapshot) -> Iterator[list[Any]]:
+    def _split(
+        self, items: Mapping[bytes, bytes | None]
+    ) -> tuple[dict[bytes, bytes | None], dict[bytes, bytes | None] | None]:
+        """The values as the data hash keeps them, and each key's contribution
+        (None for the whole map: this table keeps no sums)."""
+        if self._contributions is None:
+            return dict(items), None
+        kept: dict[bytes, bytes | None] = {}
+        contributions: dict[bytes, bytes | None] = {}
+        for key, value in items.items():
+            if value is None:
+                kept[key] = contributions[key] = None
+            else:
+                kept[key], contributions[key] = self._contributions.split(value)
+        return kept, contributions
+
+    def _write_chunks(
+        self,
+        epoch: int,
+        snapshot: Snapshot,
+        items: Mapping[bytes, bytes | None],
+        contributions: Mapping[bytes, bytes | None] | None,
+    ) -> Iterator[list[Any]]:
         """Yield WRITE argument lists; only the last one stores the offsets.
 
-        Chunks split by table key, and a key's value and index entries go
-        in the same chunk, so even a crash between chunks leaves them in
-        agreement.
+        Chunks split by table key, and a key's value, contribution and index
+        entries go in the same chunk, so even a crash between chunks leaves
+        them in agreement.
         """
-        items, index = snapshot.items, snapshot.index
+        index = snapshot.index
         keys = list(dict.fromkeys([*items, *(key for _, key in index)]))
         size = self.config.chunk_keys
         starts = range(0, max(len(keys), 1), size)
@@ -804,7 +838,9 @@ class RedisStore(SerializedStore):  # type: ignore[type-arg]
             values = [(key, items[key]) for key in chunk if key in items]
             pairs = [part for key, value in values if value is not None for part in (key, value)]
             deletes = [key for key, value in values if value is None]
-            counts = [str(len(pairs) // 2), str(len(deletes))]
+            owed = [] if contributions is None else [(k, contributions[k]) for k, _ in values]
+            tallies = [part for key, c in owed for part in (key, c or b"")]
+            counts = [str(len(pairs) // 2), str(len(deletes)), str(len(owed))]
             entries: list[Any] = []
             for name in INDEXES:
                 scores = [(key, index[name, key]) for key in chunk if (name, key) in index]
@@ -815,7 +851,7 @@ class RedisStore(SerializedStore):  # type: ignore[type-arg]
             marks = snapshot.sources.items() if is_last else ()
             counts.append(str(len(marks)))
             progress = [part for source, at in marks for part in (SOURCE_PREFIX + source, str(at))]
-            yield [str(epoch), offset, *counts, *pairs, *deletes, *entries, *progress]
+            yield [str(epoch), offset, *counts, *pairs, *deletes, *tallies, *entries, *progress]
 
     # -- internals: Redis calls --------------------------------------------------
 

@@ -1,10 +1,11 @@
 """Lua scripts: the only way the store changes a partition's keys in Redis.
 
-Each script touches the data hash, the metadata hash and the secondary
-indexes (sorted sets: table key -> score, ``keys.INDEXES``) of ONE partition
-(same hash tag, so same cluster slot) and runs atomically on the server.
-Every script gets the keys in that order: KEYS[1] data, KEYS[2] meta,
-KEYS[3..] the indexes.
+Each script touches the data hash, the metadata hash, the contributions and
+sums hashes (``sums``) and the secondary indexes (sorted sets: table key ->
+score, ``keys.INDEXES``) of ONE partition (same hash tag, so same cluster
+slot) and runs atomically on the server. Every script gets the keys in that
+order: KEYS[1] data, KEYS[2] meta, KEYS[3] contributions, KEYS[4] sums,
+KEYS[5..] the indexes.
 The fencing rule lives here: a write or wipe runs only when the caller's
 epoch equals the partition's current epoch, so a worker that lost the
 partition to a newer claim can never overwrite the new owner's data.
@@ -47,22 +48,25 @@ return out
 """
 )
 
-#: ARGV = epoch, offset ('' keeps the stored one), n pairs, n deletes, then
-#: per index n scores to add and n keys to remove, then n source marks;
-#: then the n key/value pairs, the keys to delete, per index the score/key
-#: pairs to add and the keys to remove, and the source field/offset pairs.
-#: Values, index entries and source progress of one flush land together or
-#: not at all. Offsets never move backwards. Returns 1 when applied, 0 when
-#: fenced. Arguments are unpacked in slices because Lua's unpack() is
-#: limited by the C stack.
+#: ARGV = epoch, offset ('' keeps the stored one), n pairs, n deletes, n
+#: contributions, then per index n scores to add and n keys to remove, then n
+#: source marks; then the n key/value pairs, the keys to delete, the
+#: key/contribution pairs ('' for none), per index the score/key pairs to add
+#: and the keys to remove, and the source field/offset pairs.
+#: Values, contributions, sums, index entries and source progress of one
+#: flush land together or not at all. A key's new contribution replaces its
+#: stored one in the sums (see ``sums``). Offsets never move backwards.
+#: Returns 1 when applied, 0 when fenced. Arguments are unpacked in slices
+#: because Lua's unpack() is limited by the C stack.
 WRITE = Script(
     """
 if redis.call('HGET', KEYS[2], 'epoch') ~= ARGV[1] then
   return 0
 end
 local slice = 500
-local marks = tonumber(ARGV[5 + 2 * (#KEYS - 2)])
-local at = 6 + 2 * (#KEYS - 2)
+local indexes = #KEYS - 4
+local marks = tonumber(ARGV[6 + 2 * indexes])
+local at = 7 + 2 * indexes
 local function run(command, key, count, width)
   local last = at + width * count - 1
   while at <= last do
@@ -73,9 +77,35 @@ local function run(command, key, count, width)
 end
 run('HSET', KEYS[1], tonumber(ARGV[3]), 2)
 run('HDEL', KEYS[1], tonumber(ARGV[4]), 1)
-for i = 3, #KEYS do
-  run('ZADD', KEYS[i], tonumber(ARGV[2 * i - 1]), 2)
-  run('ZREM', KEYS[i], tonumber(ARGV[2 * i]), 1)
+local delta = {}
+local function tally(raw, sign)
+  if raw and raw ~= '' then
+    for name, amount in pairs(cjson.decode(raw)) do
+      delta[name] = (delta[name] or 0) + sign * amount
+    end
+  end
+end
+for _ = 1, tonumber(ARGV[5]) do
+  local key, new = ARGV[at], ARGV[at + 1]
+  tally(redis.call('HGET', KEYS[3], key), -1)
+  tally(new, 1)
+  if new == '' then
+    redis.call('HDEL', KEYS[3], key)
+  else
+    redis.call('HSET', KEYS[3], key, new)
+  end
+  at = at + 2
+end
+for name, amount in pairs(delta) do
+  if amount ~= 0 then
+    if redis.call('HINCRBY', KEYS[4], name, string.format('%.0f', amount)) == 0 then
+      redis.call('HDEL', KEYS[4], name)
+    end
+  end
+end
+for i = 1, indexes do
+  run('ZADD', KEYS[4 + i], tonumber(ARGV[4 + 2 * i]), 2)
+  run('ZREM', KEYS[4 + i], tonumber(ARGV[5 + 2 * i]), 1)
 end
 local function forward(field, value)
   local stored = redis.call('HGET', KEYS[2], field)
@@ -94,8 +124,8 @@ return 1
 """
 )
 
-#: ARGV[1] = epoch. Drops the partition's data, indexes, offset and source
-#: progress (keeps the epoch). Returns 1, or 0 when fenced.
+#: ARGV[1] = epoch. Drops the partition's data, contributions, sums, indexes,
+#: offset and source progress (keeps the epoch). Returns 1, or 0 when fenced.
 WIPE = Script(
     """
 if redis.call('HGET', KEYS[2], 'epoch') ~= ARGV[1] then

@@ -58,10 +58,12 @@ def test_the_indexes_of_one_key_are_separate() -> None:
     assert buffer.indexed("schedule", b"k") == (True, 1.0)
 
 
-def chunks(snapshot: Snapshot, size: int) -> list[list[Any]]:
+def chunks(
+    snapshot: Snapshot, size: int, contributions: dict[bytes, bytes | None] | None = None
+) -> list[list[Any]]:
     store: Any = RedisStore.__new__(RedisStore)
     store.config = SimpleNamespace(chunk_keys=size)
-    return list(store._write_chunks(7, snapshot))
+    return list(store._write_chunks(7, snapshot, snapshot.items, contributions))
 
 
 def test_write_arguments_keep_a_keys_value_and_schedule_in_one_chunk() -> None:
@@ -78,10 +80,10 @@ def test_write_arguments_keep_a_keys_value_and_schedule_in_one_chunk() -> None:
     )
     first, second = chunks(snapshot, size=2)
     # a (value, removal from the schedule, a notices score), b (delete); no offsets yet
-    counts = ["1", "1", "0", "1", "1", "0", "0"]
+    counts = ["1", "1", "0", "0", "1", "1", "0", "0"]
     assert first == ["7", "", *counts, b"a", b"1", b"b", b"a", "3.0", b"a"]
     # c (value + score), d (score only); the last chunk carries the offsets
-    counts = ["1", "0", "2", "0", "0", "0", "1"]
+    counts = ["1", "0", "0", "2", "0", "0", "0", "1"]
     assert second == [
         "7",
         "42",
@@ -93,4 +95,14 @@ def test_write_arguments_keep_a_keys_value_and_schedule_in_one_chunk() -> None:
 
 def test_write_arguments_without_index_writes_are_unchanged_in_meaning() -> None:
     (only,) = chunks(Snapshot(items={b"a": b"1"}, offset=None), size=10)
-    assert only == ["7", "", "1", "0", "0", "0", "0", "0", "0", b"a", b"1"]
+    assert only == ["7", "", "1", "0", "0", "0", "0", "0", "0", "0", b"a", b"1"]
+
+
+def test_every_value_write_sends_its_contribution_in_its_chunk() -> None:
+    """A delete and a value without a contribution both send '' (contributes nothing)."""
+    snapshot = Snapshot(items={b"a": b"1", b"b": None, b"c": b"3"}, offset=5)
+    contributions: dict[bytes, bytes | None] = {b"a": b'{"n":1}', b"b": None, b"c": None}
+    first, second = chunks(snapshot, 2, contributions)
+    counts = ["1", "1", "2", "0", "0", "0", "0", "0"]
+    assert first == ["7", "", *counts, b"a", b"1", b"b", b"a", b'{"n":1}', b"b", b""]
+    assert second == ["7", "5", "1", "0", "1", "0", "0", "0", "0", "0", b"c", b"3", b"c", b""]
