@@ -55,6 +55,7 @@ from ltv.insights import (
     UNSCORED,
     InsightsConfig,
     breadth_of,
+    cents,
     cohort_key,
     epoch_seconds,
     group_key,
@@ -103,8 +104,11 @@ class Valued:
 
     @classmethod
     def of(cls, v: Valuation) -> Valued:
+        """The valuation's parts as ``ltv.updates`` publishes them: predicted LTV
+        in cents, so that a group's predicted LTV is the sum of its customers'
+        published figures."""
         return cls(
-            predicted=0 if v.predicted_ltv is None else units(v.predicted_ltv),
+            predicted=0 if v.predicted_ltv is None else units(cents(v.predicted_ltv)),
             segment=v.segment,
             risk=None if v.churn_risk is None else v.churn_risk.value,
         )

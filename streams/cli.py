@@ -221,6 +221,39 @@ def _cmd_drop(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_insights(args: argparse.Namespace) -> int:
+    """Print the deployment's live group figures, read from Redis (no worker needed)."""
+    import redis.exceptions
+
+    from state.store.config import StoreConfig
+    from streams.fit import parse_as_of
+    from streams.insights_api import current_insights
+    from streams.insights_table import render
+
+    settings = _settings_or_exit()
+    try:
+        clock = parse_as_of(args.as_of)
+    except ValueError as exc:
+        print(f"ltv insights: {exc}", file=sys.stderr)
+        return 2
+
+    async def read() -> bytes | str:
+        client = StoreConfig.from_url(settings.redis_url).async_client()
+        try:
+            figures = await current_insights(client, settings, clock)
+        finally:
+            await client.aclose()
+        return figures.to_json() if args.json else render(figures)
+
+    try:
+        out = asyncio.run(read())
+    except (redis.exceptions.RedisError, OSError) as exc:
+        print(f"ltv insights: Redis unavailable: {exc}", file=sys.stderr)
+        return 1
+    print(out.decode() if isinstance(out, bytes) else out)
+    return 0
+
+
 def _cmd_customer(args: argparse.Namespace) -> int:
     """Ask a worker for one customer's current valuation (GET /customers/{id})."""
     import urllib.error
@@ -372,6 +405,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     drop.add_argument("--yes", action="store_true", help="really delete")
     drop.set_defaults(func=_cmd_drop)
+
+    insights = sub.add_parser(
+        "insights",
+        help="print LTV:CAC by channel, cohorts, NRR, breadth, NPS and churn (docs/insights.md)",
+    )
+    insights.add_argument(
+        "--as-of", default=None, help="read clock: YYYY-MM-DD or RFC 3339 (default: now)"
+    )
+    insights.add_argument(
+        "--json", action="store_true", help="print the GET /insights JSON instead of tables"
+    )
+    insights.set_defaults(func=_cmd_insights)
 
     customer = sub.add_parser("customer", help="print a customer's current ltv.updates body")
     customer.add_argument("customer_id")

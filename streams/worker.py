@@ -14,7 +14,7 @@ import logging
 
 import faust
 
-from streams import fit, inactivity, lag, model_api, views
+from streams import fit, inactivity, insights_api, lag, model_api, views
 from streams.app import build_app
 from streams.metrics import METRICS
 from streams.settings import Settings
@@ -52,8 +52,9 @@ def build_worker(settings: Settings) -> faust.App:
     )
     lag.install(app, METRICS, inputs, settings.input_topics)
     model = fit.install(app, settings, processor)
-    # Web views: /healthz, /readyz, /metrics, /customers/{id}, /model.
+    # Web views: /healthz, /readyz, /metrics, /customers/{id}, /model, /insights.
     views.install(service, processor, inputs)
     model_api.install(service, model)
+    insights_api.install(service, processor)
     app.task(_quiet_client_loggers)
     return app

@@ -21,7 +21,11 @@ from decimal import Decimal
 from typing import Any
 
 import orjson
+from insights_oracle import Customer, assert_same
 
+from ltv.insights import InsightsConfig, insights
+from ltv.risk import RiskLevel
+from ltv.valuation import Valuation
 from state.customer import (
     CustomerState,
     StateConfig,
@@ -32,8 +36,10 @@ from state.customer import (
 from state.envelope import customer_state
 from state.events import Cancellation, Purchase, decode_cancellation, decode_purchase
 from state.fx import load_fx_table
+from state.insights import Aggregate
 from state.store.config import StoreConfig
 from state.store.keys import KeyLayout
+from state.store.sums import read_sums
 from streams.demo import DemoFeed
 
 CENT = Decimal("0.01")
@@ -400,3 +406,60 @@ def check_stored(
         if have is None or want is None or replace(have, risk=None) != want:
             report.mismatches += 1
             report.fail(f"{customer_id}: stored state differs from the oracle's")
+
+
+def published_valuation(update: Mapping[str, Any] | None) -> Valuation | None:
+    """The parts of a customer's newest ltv.updates record the group figures read."""
+    if update is None:
+        return None
+    predicted, risk = update["predicted_ltv"], update["churn_risk"]
+    return Valuation(
+        historic_ltv=Decimal(update["historic_ltv"]),
+        aov=None,
+        formula_ltv=None,
+        predicted_ltv=None if predicted is None else Decimal(predicted),
+        total_ltv=Decimal(update["total_ltv"]),
+        expected_orders=None,
+        p_alive=None,
+        churn_risk=None if risk is None else RiskLevel(risk),
+        expected_next_order_at=None,
+        segment=update["segment"],
+        ltv_cac=None,
+        days_since_last_order=None,
+    )
+
+
+async def stored_sums(redis_url: str, app_id: str, partitions: int) -> Aggregate:
+    """Every partition's insights sums in Redis, merged (state.store.sums)."""
+    client: Any = StoreConfig.from_url(redis_url).async_client()
+    try:
+        per_partition = await read_sums(client, KeyLayout(app_id, "customers"), range(partitions))
+    finally:
+        await client.aclose()
+    merged = Aggregate()
+    for sums in per_partition.values():
+        merged.merge(Aggregate(sums))
+    return merged
+
+
+async def check_insights(
+    report: Report,
+    sums: Aggregate,
+    states: Mapping[str, CustomerState],
+    newest: Mapping[str, Mapping[str, Any]],
+    cfg: InsightsConfig,
+) -> None:
+    """The group figures of the stored sums equal the oracle's (insights_oracle),
+    computed from the final states and each customer's newest update."""
+    customers = [
+        Customer(state, published_valuation(newest.get(cid)), state.nps_class)
+        for cid, state in states.items()
+        if state.version
+    ]
+    latest = max((s.last_order_at for s in states.values() if s.last_order_at), default=None)
+    clock = max(datetime.now(UTC), latest or datetime.now(UTC))
+    try:
+        assert_same(insights(sums, clock, cfg), customers, clock, cfg)
+    except AssertionError as exc:
+        report.mismatches += 1
+        report.fail(f"insights of the stored sums differ from the oracle: {str(exc)[:3000]}")

@@ -41,11 +41,13 @@ from mixed_stream import (
     Report,
     build_stream,
     check_dead_letters,
+    check_insights,
     check_stored,
     check_updates,
     expected_figures,
     source_letters,
     stored_states,
+    stored_sums,
 )
 from pipeline_harness import (
     Deployment,
@@ -58,6 +60,7 @@ from pipeline_harness import (
 )
 from private_infra import PrivateInfra
 
+from ltv.insights import InsightsConfig
 from state import envelope
 
 LONG = os.environ.get("LTV_RELIABILITY", "short") == "long"
@@ -252,7 +255,7 @@ async def verify(
     )
     churn = await consume_raw(dep.churn, 0, settle=1.0, bootstrap=dep.bootstrap)
     check_dead_letters(report, [orjson.loads(v) for v in letters], expected, oracle.may_notice)
-    check_updates(report, updates, oracle.states, [orjson.loads(v) for v in churn])
+    newest = check_updates(report, updates, oracle.states, [orjson.loads(v) for v in churn])
 
     # The last flush follows the last outputs within the flush interval.
     def stored_ok() -> bool:
@@ -263,6 +266,9 @@ async def verify(
     with contextlib.suppress(AssertionError):  # counted below, with the details
         wait_until(stored_ok, 30.0, "Redis state differs from the oracle")
     check_stored(report, stored_states(dep.redis_url, dep.app_id, dep.partitions), oracle.states)
+    # The group figures are kept in the same writes as the states.
+    sums = await stored_sums(dep.redis_url, dep.app_id, dep.partitions)
+    await check_insights(report, sums, oracle.states, newest, InsightsConfig())
     if report.problems:
         report.history = await explain(dep, report.problems)
     if http is not None:
