@@ -42,6 +42,7 @@ from ltv.valuation import value
 from state import envelope
 from state.codec import decode_state, deflate, encode_body, encode_state
 from state.events import Purchase, decode_purchase
+from state.insights import Contribution
 from streams.demo import DemoEvent, DemoFeed, default_start
 from streams.fit import Population, fit_population
 from streams.processing import CauseFields, EventType, Processor, Record
@@ -176,6 +177,15 @@ def parts(processor: Processor, records: list[tuple[EventType, Record]], now: da
         (
             "risk outlook (next check)",
             per_item_us(lambda f: risk_outlook(f, model, cfg.thresholds, now), figures),
+        ),
+        (
+            "insights contribution (Contribution.of + encode)",
+            per_item_us(
+                lambda sv: Contribution.of(
+                    sv[0], sv[1], processor.insights_cfg, sv[0].nps_class
+                ).encode(),
+                list(zip(states, valuations, strict=True)),
+            ),
         ),
         (
             "render an update",

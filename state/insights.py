@@ -67,9 +67,6 @@ from ltv.valuation import Valuation
 from state.customer import CustomerState, SubscriptionState
 from state.fx import MONEY_QUANTUM
 
-#: Version of the encoded aggregate.
-FORMAT = 1
-
 # A plan's charge per month (months of 365.25 / 12 days, as the fit job counts).
 _PER_MONTH = {
     "day": Decimal("30.4375"),
@@ -79,7 +76,7 @@ _PER_MONTH = {
 }
 
 
-#: Adds an amount to a key of the contribution being built.
+#: Sets the amount of a key of the contribution being built (each key once).
 _Put = Callable[[str, int], None]
 
 
@@ -158,12 +155,10 @@ class Contribution:
         first = state.first_order_at
         if first is None:
             return cls()
+        # Every key below is named once per customer, so plain assignment adds
+        # nothing up twice; zeros are dropped at the end.
         out: dict[str, int] = {}
-
-        def put(key: str, amount: int) -> None:
-            if amount:
-                out[key] = out.get(key, 0) + amount
-
+        put = out.__setitem__
         if isinstance(valuation, Valuation):
             valuation = Valued.of(valuation)
         elif valuation is None:
@@ -194,7 +189,7 @@ class Contribution:
         _cohort(state, put)
         if state.subscription is not None:
             _subscription(state, state.subscription, put)
-        return cls(tuple(sorted(out.items())))
+        return cls(tuple(sorted(item for item in out.items() if item[1])))
 
     def encode(self) -> bytes:
         """A flat JSON object of key -> integer: what the store's write script
@@ -208,23 +203,6 @@ class Contribution:
         except orjson.JSONDecodeError as exc:
             raise InsightsError(f"not JSON: {exc}") from None
         return cls(tuple(sorted(_checked(sums).items())))
-
-
-def delta(old: Contribution, new: Contribution) -> dict[str, int]:
-    """``new - old`` without zeros: what one write changes in its partition's sums.
-
-    Adding it is ``remove(old)`` then ``add(new)``; a store that keeps the
-    aggregate as a Redis hash applies it with one HINCRBY per key in the
-    script that writes the state, so both change atomically.
-    """
-    out = dict(new.sums)
-    for key, amount in old.sums:
-        v = out.get(key, 0) - amount
-        if v:
-            out[key] = v
-        else:
-            out.pop(key, None)
-    return out
 
 
 def _cohort(state: CustomerState, put: _Put) -> None:
@@ -276,7 +254,7 @@ class Aggregate(Mapping[str, int]):
     """Integer sums over contributions: one partition's, or a merge of several.
 
     A group under addition: ``add``, ``remove`` and ``merge`` commute, and a
-    sum that reaches 0 is dropped, so equal aggregates encode to equal bytes.
+    sum that reaches 0 is dropped, so equal sums give equal aggregates.
     """
 
     __slots__ = ("_sums",)
@@ -322,28 +300,6 @@ class Aggregate(Mapping[str, int]):
         """Add another aggregate (another partition's) into this one."""
         self._apply(other._sums.items(), 1)
 
-    def encode(self) -> bytes:
-        """Canonical JSON: keys sorted, no zeros, integers only.
-
-        orjson writes integers up to 64 bits: at 4 decimals that is 9e14 units
-        of the base currency per sum, far above any shop's revenue.
-        """
-        return orjson.dumps({"format": FORMAT, "sums": self._sums}, option=orjson.OPT_SORT_KEYS)
-
-    @classmethod
-    def decode(cls, data: bytes) -> Aggregate:
-        return cls(_decode_sums(data))
-
-
-def _decode_sums(data: bytes) -> dict[str, int]:
-    try:
-        doc = orjson.loads(data)
-    except orjson.JSONDecodeError as exc:
-        raise InsightsError(f"not JSON: {exc}") from None
-    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
-        raise InsightsError(f"not an aggregate of format {FORMAT}")
-    return _checked(doc.get("sums"))
-
 
 def _checked(sums: object) -> dict[str, int]:
     if not isinstance(sums, dict) or not all(type(v) is int and v != 0 for v in sums.values()):
@@ -351,4 +307,4 @@ def _checked(sums: object) -> dict[str, int]:
     return sums
 
 
-__all__ = ["FORMAT", "Aggregate", "Contribution", "InsightsError", "Valued", "delta", "units"]
+__all__ = ["Aggregate", "Contribution", "InsightsError", "Valued", "units"]
