@@ -7,6 +7,7 @@ of ``insights_shop`` (figures worked out there).
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -21,6 +22,7 @@ from state.insights import Aggregate
 from streams.insights_metrics import InsightsGauges
 
 ROOT = Path(__file__).resolve().parents[2]
+DASHBOARD = ROOT / "deploy" / "grafana" / "dashboards" / "ltv-stream.json"
 INSIGHT_NAME = re.compile(r"ltv_insights_\w+")
 
 #: Every family, to check what is exported before any figures exist.
@@ -193,3 +195,16 @@ def test_the_families_are_the_documented_ones() -> None:
     assert registered == set(FAMILIES)
     documented = set(INSIGHT_NAME.findall((ROOT / "docs" / "metrics.md").read_text()))
     assert documented == registered
+
+
+def test_the_dashboard_queries_only_families_defined_here() -> None:
+    panels = json.loads(DASHBOARD.read_text())["panels"]
+    queried = {
+        name
+        for panel in panels
+        for target in panel["targets"]
+        for name in INSIGHT_NAME.findall(target["expr"])
+    }
+    # The business panels chart these; a misspelt name would only show "no data".
+    assert queried, "no panel queries an insights family"
+    assert queried <= set(FAMILIES), queried - set(FAMILIES)
