@@ -219,6 +219,7 @@ class ChurnFigures:
     customers: int
     churned: int
     churned_share: float | None
+    inactivity_churn_rate: float | None
     risk: dict[str, int]
     what_if: WhatIf | None
 
@@ -477,6 +478,7 @@ def _churn(p: _Parsed, clock: datetime, cfg: InsightsConfig) -> ChurnFigures:
         customers=customers,
         churned=churned,
         churned_share=ratio(churned, customers),
+        inactivity_churn_rate=ratio(risk.get("high", 0), customers),
         risk=risk,
         what_if=_what_if(open_mrr, active, churn, cfg.subscription_margin),
     )

@@ -7,6 +7,11 @@ insights`` answers without a worker: both merge the partitions' sums by
 addition and compute the figures as of a read clock (``ltv.insights``).
 What a worker has not flushed yet (``LTV_STORE_URL`` ``flush_interval``,
 0.5 s by default) is not in them.
+
+Every worker also mirrors the figures into the ``ltv_insights_*`` gauges every
+``LTV_INSIGHTS_INTERVAL`` seconds (``streams.insights_metrics``). They are the
+deployment's figures, the same on every worker, so dashboards take ``max``
+over workers, never ``sum``.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from typing import Any
 
 import redis.exceptions
 from faust.web import Request, Response, View
+from prometheus_client import CollectorRegistry
 
 from ltv.insights import Insights, insights
 from state.insights import Aggregate
@@ -26,6 +32,7 @@ from state.store.sums import read_sums
 from streams.admin import TABLE
 from streams.app import ServiceApp
 from streams.auth import authorized
+from streams.insights_metrics import InsightsGauges
 from streams.processing import Processor, utc_now
 from streams.settings import Settings
 from streams.wiring import insights_config
@@ -47,14 +54,26 @@ async def current_insights(client: Any, settings: Settings, clock: datetime) -> 
     return insights(await merged_sums(client, settings), clock, insights_config(settings))
 
 
-def install(service: ServiceApp, processor: Processor) -> None:
-    """Serve the figures at ``GET /insights`` (same token rule as ``/model``).
+def install(service: ServiceApp, processor: Processor, registry: CollectorRegistry) -> None:
+    """Serve the figures at ``GET /insights`` (same token rule as ``/model``)
+    and refresh the gauges on ``registry`` with them on a timer.
 
     The clock is the processor's: the wall clock, or the event-time
     watermark when the worker replays history (``LTV_CLOCK=event``).
     """
     settings = service.settings
     client = StoreConfig.from_url(settings.redis_url).async_client()
+    gauges = InsightsGauges(settings.cac, registry)
+
+    @service.app.timer(settings.insights_interval, name="ltv.insights_gauges")
+    async def refresh() -> None:
+        """One refresh; a Redis failure keeps the last figures until the next tick."""
+        try:
+            figures = await current_insights(client, settings, processor.clock(utc_now()))
+        except (redis.exceptions.RedisError, OSError) as exc:
+            log.warning("insights gauges not refreshed: Redis unavailable: %r", exc)
+            return
+        gauges.update(figures)
 
     @service.app.page("/insights")
     class InsightsView(View):

@@ -180,6 +180,10 @@ class InsightsGauges:
             "ltv_insights_churned_share",
             "Share of customers at churn-risk level churned (subscription ended).",
         )
+        self.inactivity_churn_rate = scalar(
+            "ltv_insights_inactivity_churn_rate",
+            "Share of customers at churn-risk level high (likely gone by inactivity).",
+        )
         self.what_if_ltv = series(
             "ltv_insights_what_if_ltv",
             "Seed-formula subscription LTV now and with monthly churn 5 points lower.",
@@ -236,6 +240,7 @@ class InsightsGauges:
         churn = insights.churn
         self.subscription_monthly_churn.value = churn.subscription_monthly_churn
         self.churned_share.value = churn.churned_share
+        self.inactivity_churn_rate.value = churn.inactivity_churn_rate
         what_if = churn.what_if
         self.what_if_ltv.show(
             {

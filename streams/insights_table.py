@@ -179,6 +179,11 @@ def _churn(churn: ChurnFigures) -> list[str]:
                     _pct(churn.churned_share),
                     f"{churn.churned:,} of {churn.customers:,} customers: subscription ended",
                 ),
+                (
+                    "inactivity churn rate",
+                    _pct(churn.inactivity_churn_rate),
+                    f"{churn.risk.get('high', 0):,} of {churn.customers:,} customers at high risk",
+                ),
             ]
         ),
         "",

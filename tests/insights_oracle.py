@@ -292,6 +292,7 @@ def oracle(
             customers=len(live),
             churned=risk.get("churned", 0),
             churned_share=_ratio(risk.get("churned", 0), len(live)),
+            inactivity_churn_rate=_ratio(risk.get("high", 0), len(live)),
             risk=dict(sorted(risk.items())),
             what_if=oracle_what_if(arpu, churn, cfg.subscription_margin),
         ),

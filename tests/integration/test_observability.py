@@ -1,6 +1,7 @@
 """Rules, alerts and dashboard against a real Prometheus scraping a real worker.
 
-A worker with its own app id, topics and web port is fed 2000 demo events;
+A worker with its own app id, topics and web port is fed 2000 demo events
+(two years of a demo shop with channel costs, so the business panels have data);
 a Prometheus started here on a free loopback port scrapes it with deploy/'s
 rule files. Then every rule must load and evaluate healthily, every alert
 expression must evaluate, and every dashboard query must return a series,
@@ -19,6 +20,7 @@ import urllib.parse
 import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +34,8 @@ from pipeline_harness import (
     free_port,
     wait_until,
 )
+
+from streams.demo import cac_setting
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
@@ -97,7 +101,9 @@ def _binary(name: str) -> str:
 
 @pytest.fixture
 async def deployment(tmp_path: Path) -> AsyncIterator[Deployment]:
-    async with deployed(tmp_path) as dep:
+    # Channel costs for the LTV:CAC panel; the insights gauges refreshed every second.
+    env = {"LTV_CAC": cac_setting(), "LTV_INSIGHTS_INTERVAL": "1"}
+    async with deployed(tmp_path, extra_env=env) as dep:
         yield dep
 
 
@@ -183,7 +189,13 @@ async def test_rules_alerts_and_every_panel_work_on_live_metrics(
 ) -> None:
     worker = deployment.start_worker()
     prometheus: Prometheus = prometheus_for(worker)
-    deployment.run_ltv(worker, "demo", "--rate", "0", "--count", str(DEMO_EVENTS))
+    # A shop two years old: the NRR panel needs revenue in both of its windows.
+    start = (datetime.now(UTC) - timedelta(days=760)).date().isoformat() + "T00:00:00+00:00"
+    deployment.run_ltv(
+        worker,
+        *("demo", "--rate", "0", "--count", str(DEMO_EVENTS)),
+        *("--customers", "500", "--start", start),
+    )
     started = time.monotonic()
 
     def scraped_all_events() -> bool:

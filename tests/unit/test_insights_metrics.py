@@ -42,6 +42,7 @@ FAMILIES = (
     "ltv_insights_promoter_detractor_ratio",
     "ltv_insights_subscription_monthly_churn",
     "ltv_insights_churned_share",
+    "ltv_insights_inactivity_churn_rate",
     "ltv_insights_what_if_ltv",
     "ltv_insights_updated_timestamp_seconds",
 )
@@ -104,6 +105,7 @@ def test_figures_are_exported_in_base_units() -> None:
     assert value("ltv_insights_subscription_monthly_churn") == churn.subscription_monthly_churn
     assert value("ltv_insights_subscription_monthly_churn") == pytest.approx(1 / 11.88, rel=1e-3)
     assert value("ltv_insights_churned_share") == round(1 / 6, 4)
+    assert value("ltv_insights_inactivity_churn_rate") == round(1 / 6, 4)
     assert value("ltv_insights_what_if_ltv", scenario="now") == 297.06
     assert value("ltv_insights_what_if_ltv", scenario="churn_minus_5pts") == 731.87
     assert value("ltv_insights_updated_timestamp_seconds") == CLOCK.timestamp()
