@@ -86,28 +86,54 @@ def _month_start(index: int) -> datetime:
     return datetime(index // 12, index % 12 + 1, 1, tzinfo=UTC)
 
 
+# Keys are stored once per customer (with its contribution) and once per
+# partition, so groups and figures go by short codes there; the parsed sums
+# use the names.
+_CODES = {
+    "channel": "ch",
+    "breadth": "br",
+    "segment": "sg",
+    "nps": "np",
+    "risk": "rk",
+    "customers": "n",
+    "historic": "h",
+    "predicted": "p",
+    "total": "t",
+    "above_target": "a",
+    "net": "v",
+    "revenue": "r",
+    "active": "m",
+}
+_NAMES = {code: name for name, code in _CODES.items()}
+_GROUPS = frozenset(_CODES[g] for g in ("channel", "breadth", "segment", "nps", "risk"))
+_COHORT, _MRR = "co", "mr"
+
+
 def group_key(group: str, figure: str, member: str) -> str:
     """A figure of one member of a group (channel, breadth, segment, nps, risk).
     The member is last: a channel name may hold any character."""
-    return f"{group}|{figure}|{member}"
+    return f"{_CODES[group]}|{_CODES[figure]}|{member}"
 
 
-def cohort_key(cohort: int, figure: str, arg: str | int | None = None) -> str:
-    """A figure of one acquisition-month cohort; ``arg`` is the age, month or k."""
-    base = f"cohort|{month_name(cohort)}|{figure}"
+def cohort_key(cohort: int, figure: str, arg: int | None = None) -> str:
+    """A figure of one acquisition-month cohort; ``arg`` is the age in days, or
+    the month after acquisition (0: the cohort's own month)."""
+    base = f"{_COHORT}|{month_name(cohort)}|{_CODES[figure]}"
     return base if arg is None else f"{base}|{arg}"
 
 
 def mrr_key(start: int, end: int | None) -> str:
     """Monthly recurring revenue of subscriptions started and ended in these months."""
-    return f"mrr|{month_name(start)}|{OPEN if end is None else month_name(end)}"
+    return f"{_MRR}|{month_name(start)}|{OPEN if end is None else month_name(end)}"
 
 
 CUSTOMERS = "customers"
-SUBS_ACTIVE = "subs|active"
-SUBS_ACTIVE_START = "subs|active_start_seconds"
-SUBS_ENDED = "subs|ended"
-SUBS_ENDED_SECONDS = "subs|ended_seconds"
+#: The key of the number of customers counted.
+TOTAL_CUSTOMERS = "n"
+SUBS_ACTIVE = "su|a"
+SUBS_ACTIVE_START = "su|as"
+SUBS_ENDED = "su|e"
+SUBS_ENDED_SECONDS = "su|es"
 
 
 def breadth_of(categories: int) -> str:
@@ -304,9 +330,10 @@ def _parse(sums: Mapping[str, int]) -> _Parsed:
     p = _Parsed()
     for key, v in sums.items():
         head, _, rest = key.partition("|")
-        if head == "cohort":
-            name, figure, *arg = rest.split("|")
-            c = p.cohorts[_month_of_name(name)]
+        if head == _COHORT:
+            name, code, *arg = rest.split("|")
+            cohort = _month_of_name(name)
+            c, figure = p.cohorts[cohort], _NAMES[code]
             if figure == CUSTOMERS:
                 c.customers = v
             elif figure == "net":
@@ -314,13 +341,13 @@ def _parse(sums: Mapping[str, int]) -> _Parsed:
             elif figure == "active":
                 c.active[int(arg[0])] = v
             else:
-                c.revenue[_month_of_name(arg[0])] = v
-        elif head == "mrr":
+                c.revenue[cohort + int(arg[0])] = v
+        elif head == _MRR:
             start, end = rest.split("|")
             p.mrr[_month_of_name(start), None if end == OPEN else _month_of_name(end)] = v
-        elif head in ("channel", "breadth", "segment", "nps", "risk"):
-            figure, _, member = rest.partition("|")
-            p.groups[head][member][figure] = v
+        elif head in _GROUPS:
+            code, _, member = rest.partition("|")
+            p.groups[_NAMES[head]][member][_NAMES[code]] = v
         else:
             p.totals[key] = v
     return p
@@ -339,7 +366,7 @@ def insights(sums: Mapping[str, int], clock: datetime, cfg: InsightsConfig) -> I
     return Insights(
         as_of=clock,
         currency=cfg.currency,
-        customers=p.totals.get(CUSTOMERS, 0),
+        customers=p.totals.get(TOTAL_CUSTOMERS, 0),
         channels=tuple(_channel(ch, f, cfg) for ch, f in sorted(p.groups["channel"].items())),
         cohorts=_cohorts(p.cohorts, now, clock),
         nrr=_nrr(p, now),
@@ -466,7 +493,7 @@ def _churn(p: _Parsed, clock: datetime, cfg: InsightsConfig) -> ChurnFigures:
     clock_s = epoch_seconds(clock)
     seconds = t.get(SUBS_ENDED_SECONDS, 0) + active * clock_s - t.get(SUBS_ACTIVE_START, 0)
     churn = ended * SECONDS_PER_MONTH / seconds if seconds > 0 else None
-    customers = t.get(CUSTOMERS, 0)
+    customers = t.get(TOTAL_CUSTOMERS, 0)
     risk = {level: f.get(CUSTOMERS, 0) for level, f in sorted(p.groups["risk"].items())}
     churned = risk.get("churned", 0)
     open_mrr = sum(v for (_, end), v in p.mrr.items() if end is None)

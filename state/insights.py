@@ -51,6 +51,7 @@ from ltv.insights import (
     SUBS_ACTIVE_START,
     SUBS_ENDED,
     SUBS_ENDED_SECONDS,
+    TOTAL_CUSTOMERS,
     UNITS,
     UNSCORED,
     InsightsConfig,
@@ -60,7 +61,6 @@ from ltv.insights import (
     epoch_seconds,
     group_key,
     month_index,
-    month_name,
     mrr_key,
 )
 from ltv.valuation import Valuation
@@ -166,7 +166,7 @@ class Contribution:
         historic = units(historic_ltv(state.net, state.margin, cfg.basis))
         predicted = valuation.predicted
         total = historic + predicted
-        put(CUSTOMERS, 1)
+        put(TOTAL_CUSTOMERS, 1)
 
         channel = cfg.channel_of(state.channel)
         cac = cfg.cac.get(channel)
@@ -229,7 +229,7 @@ def _cohort(state: CustomerState, put: _Put) -> None:
         put(cohort_key(cohort, "net", age), net)
     # Every month with a live order, also one whose orders are worth 0.
     for month, net in revenue.items():
-        put(cohort_key(cohort, "revenue", month_name(month)), net)
+        put(cohort_key(cohort, "revenue", month - cohort), net)
         if month - cohort < RETENTION_MONTHS:
             put(cohort_key(cohort, "active", month - cohort), 1)
 
