@@ -11,9 +11,11 @@ would have left behind, consistently, straight into the servers:
 * one changelog record per customer in ``<app id>-customers-changelog``,
   same partition;
 * per partition the Redis data hash, a schedule entry per customer (as the
-  unit of work files one with every write), and the metadata ``offset`` = the last
-  changelog offset, so the store reports "Redis has everything" and Faust
-  replays nothing.
+  unit of work files one with every write), each customer's insights
+  contribution and the partition's sums (``state.store.sums``, the states
+  valued by the heuristic, as before a first fit), and the metadata
+  ``offset`` = the last changelog offset, so the store reports "Redis has
+  everything" and Faust replays nothing.
 
 What it does not reproduce: epochs (claimed afresh by the worker anyway)
 and states of customers with long histories (the feed's customers have a
@@ -36,16 +38,19 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.partitioner import murmur2
 
+from ltv.valuation import value
 from state import envelope
 from state.codec import encode_state
 from state.customer import CustomerState, StateConfig, apply_event
 from state.customer import new_state as empty_state
 from state.events import decode_event
 from state.fx import load_fx_table
+from state.insights import Aggregate, Contribution, Valued
 from state.store.config import StoreConfig
 from state.store.keys import OFFSET_FIELD, KeyLayout
 from streams.demo import DemoEvent
 from streams.settings import Settings
+from streams.wiring import build_processor
 
 TABLE = "customers"
 #: Distinct customer histories cycled over the N ids.
@@ -75,12 +80,22 @@ def templates(count: int = TEMPLATES) -> list[CustomerState]:
 
 
 def states(n: int) -> Iterator[tuple[bytes, bytes]]:
-    """(key, table value) of customers ``p-0000000`` .. ``p-<n-1>``."""
+    """(key, table value) of customers ``p-0000000`` .. ``p-<n-1>``: the state,
+    its valuation part and its contribution, as the worker writes them."""
     bases = templates()
+    processor = build_processor(Settings())
+    now = datetime.now(UTC)
+    parts = []
+    for s in bases:
+        valued = Valued.of(value(processor.figures(s, now), None, processor.valuation_cfg, now))
+        contribution = Contribution.of(s, valued, processor.insights_cfg, s.nps_class)
+        parts.append((valued.encode(), contribution.encode()))
     for i in range(n):
         cid = customer_id(i)
         state = replace(bases[i % len(bases)], customer_id=cid)
-        yield cid.encode(), envelope.encode(encode_state(state))
+        valued, contribution = parts[i % len(bases)]
+        raw = envelope.encode(encode_state(state), valued=valued, contribution=contribution)
+        yield cid.encode(), raw
 
 
 async def _write_changelog(
@@ -124,19 +139,30 @@ def populate(n: int, settings: Settings, servers: Infra) -> dict[str, float]:
     layout = KeyLayout(settings.app_id, TABLE)
     rng = random.Random(n)
     now = datetime.now(UTC).timestamp()
+    sums = [Aggregate() for _ in range(parts)]
     for start in range(0, len(items), _BATCH):
         pipe = client.pipeline(transaction=False)
-        for p, key, value in items[start : start + _BATCH]:
-            pipe.hset(layout.data_key(p), key, value)
+        for p, key, raw in items[start : start + _BATCH]:
+            kept, contribution = envelope.split_contribution(raw)
+            assert contribution is not None
+            pipe.hset(layout.data_key(p), key, kept)
+            pipe.hset(layout.contributions_key(p), key, contribution)
+            sums[p].add(Contribution.decode(contribution))
             pipe.zadd(layout.index_key(p, "schedule"), {key: now + rng.uniform(1, 90) * 86_400})
         pipe.execute()
+    for p, partition_sums in enumerate(sums):
+        if partition_sums:
+            client.hset(layout.sums_key(p), mapping=dict(partition_sums))
     for p, offset in last.items():
         client.hset(layout.meta_key(p), OFFSET_FIELD, offset)
     used = int(client.info("memory")["used_memory"]) - before
     return {
         "customers": n,
         "populate_s": round(time.monotonic() - started, 1),
-        "state_bytes_mean": round(sum(len(v) for _, _, v in items) / n),
+        "state_bytes_mean": round(sum(len(envelope.state_of(v)) for _, _, v in items) / n),
+        "contribution_bytes_mean": round(
+            sum(len(envelope.split_contribution(v)[1] or b"") for _, _, v in items) / n
+        ),
         "redis_bytes_per_customer": round(used / n),
     }
 

@@ -109,8 +109,9 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from streams.publisher import publish
 
     settings = _settings_or_exit()
-    start = datetime.fromisoformat(args.start) if args.start else default_start()
-    feed = DemoFeed(args.customers, args.seed, start)
+    span = args.span_days
+    start = datetime.fromisoformat(args.start) if args.start else default_start(span_days=span)
+    feed = DemoFeed(args.customers, args.seed, start, span_days=span)
     live_from = start + timedelta(days=args.history_days)
 
     def report(sent: int) -> None:
@@ -333,7 +334,17 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--customers", type=int, default=1000)
     demo.add_argument("--seed", type=int, default=1)
     demo.add_argument("--count", type=int, default=None, help="stop after this many events")
-    demo.add_argument("--start", default=None, help="event time of day 0 (ISO 8601 with offset)")
+    demo.add_argument(
+        "--start",
+        default=None,
+        help="event time of day 0 (ISO 8601 with offset; default: --span-days before today)",
+    )
+    demo.add_argument(
+        "--span-days",
+        type=float,
+        default=365.0,
+        help="days over which the shop's customers arrive (default 365)",
+    )
     demo.add_argument(
         "--history-days",
         type=float,
