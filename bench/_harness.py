@@ -113,6 +113,8 @@ def settings_env(topics: str, app_id: str, servers: Infra) -> dict[str, str]:
         "LTV_TOPIC_DEAD_LETTER": f"{app_id}.dead-letter",
         "LTV_TOPIC_CUSTOMERS": f"{app_id}.customers",
         "LTV_DATA_DIR": str(LOG_DIR / "data"),
+        # LTV_INSIGHTS=false in the bench's environment measures without the aggregates.
+        "LTV_INSIGHTS": os.environ.get("LTV_INSIGHTS", "true"),
         **servers.kafka_env,
     }
 

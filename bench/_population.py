@@ -79,17 +79,21 @@ def templates(count: int = TEMPLATES) -> list[CustomerState]:
     return [s for s in states.values() if s.orders]
 
 
-def states(n: int) -> Iterator[tuple[bytes, bytes]]:
+def states(n: int, settings: Settings) -> Iterator[tuple[bytes, bytes]]:
     """(key, table value) of customers ``p-0000000`` .. ``p-<n-1>``: the state,
-    its valuation part and its contribution, as the worker writes them."""
+    with insights on its valuation part and its contribution, as the worker
+    writes them."""
     bases = templates()
-    processor = build_processor(Settings())
+    processor = build_processor(settings)
+    cfg = processor.insights_cfg
     now = datetime.now(UTC)
-    parts = []
+    parts: list[tuple[bytes | None, bytes | None]] = []
     for s in bases:
+        if cfg is None:
+            parts.append((None, None))
+            continue
         valued = Valued.of(value(processor.figures(s, now), None, processor.valuation_cfg, now))
-        contribution = Contribution.of(s, valued, processor.insights_cfg, s.nps_class)
-        parts.append((valued.encode(), contribution.encode()))
+        parts.append((valued.encode(), Contribution.of(s, valued, cfg, s.nps_class).encode()))
     for i in range(n):
         cid = customer_id(i)
         state = replace(bases[i % len(bases)], customer_id=cid)
@@ -131,7 +135,7 @@ def populate(n: int, settings: Settings, servers: Infra) -> dict[str, float]:
     """Write ``n`` customers' state for app ``settings.app_id``; return Redis figures."""
     started = time.monotonic()
     parts = settings.partitions
-    items = [(partition_of(k, parts), k, v) for k, v in states(n)]
+    items = [(partition_of(k, parts), k, v) for k, v in states(n, settings)]
     topic = f"{settings.app_id}-{TABLE}-changelog"
     last = asyncio.run(_write_changelog(topic, parts, items, servers))
     client = StoreConfig.from_url(servers.redis_url).sync_client()
@@ -144,10 +148,10 @@ def populate(n: int, settings: Settings, servers: Infra) -> dict[str, float]:
         pipe = client.pipeline(transaction=False)
         for p, key, raw in items[start : start + _BATCH]:
             kept, contribution = envelope.split_contribution(raw)
-            assert contribution is not None
             pipe.hset(layout.data_key(p), key, kept)
-            pipe.hset(layout.contributions_key(p), key, contribution)
-            sums[p].add(Contribution.decode(contribution))
+            if contribution is not None:
+                pipe.hset(layout.contributions_key(p), key, contribution)
+                sums[p].add(Contribution.decode(contribution))
             pipe.zadd(layout.index_key(p, "schedule"), {key: now + rng.uniform(1, 90) * 86_400})
         pipe.execute()
     for p, partition_sums in enumerate(sums):

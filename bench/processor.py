@@ -37,6 +37,7 @@ from typing import Any, TypeVar, get_args, get_origin
 import orjson
 from pydantic import BaseModel, create_model
 
+from ltv.insights import InsightsConfig
 from ltv.schedule import risk_outlook
 from ltv.valuation import value
 from state import envelope
@@ -151,6 +152,7 @@ def parts(processor: Processor, records: list[tuple[EventType, Record]], now: da
     model, cfg = processor.model, processor.valuation_cfg
     valuations = [value(f, model, cfg, now) for f in figures]
     cause: CauseFields = {"type": "purchase", "event_id": "e-1"}
+    insights_cfg = processor.insights_cfg or InsightsConfig(basis=cfg.basis)
 
     rows = [
         (
@@ -181,9 +183,7 @@ def parts(processor: Processor, records: list[tuple[EventType, Record]], now: da
         (
             "insights contribution (Contribution.of + encode)",
             per_item_us(
-                lambda sv: Contribution.of(
-                    sv[0], sv[1], processor.insights_cfg, sv[0].nps_class
-                ).encode(),
+                lambda sv: Contribution.of(sv[0], sv[1], insights_cfg, sv[0].nps_class).encode(),
                 list(zip(states, valuations, strict=True)),
             ),
         ),

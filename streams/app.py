@@ -139,7 +139,7 @@ def build_app(settings: Settings) -> ServiceApp:
         options={
             "schedule_recovered": True,
             "outbox": CustomerOutbox(app, topics.output_names()),
-            "contributions": CustomerContributions(),
+            "contributions": CustomerContributions() if settings.insights else None,
             "explicit_seal": True,
         },
     )

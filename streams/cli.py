@@ -232,6 +232,12 @@ def _cmd_insights(args: argparse.Namespace) -> int:
     from streams.insights_table import render
 
     settings = _settings_or_exit()
+    if not settings.insights:
+        print(
+            "ltv insights: LTV_INSIGHTS is off: this deployment keeps no group sums",
+            file=sys.stderr,
+        )
+        return 2
     try:
         clock = parse_as_of(args.as_of)
     except ValueError as exc:

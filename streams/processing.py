@@ -140,7 +140,8 @@ class Processor:
         insights_cfg: InsightsConfig | None = None,
     ) -> None:
         self.state_cfg = state_cfg
-        self.insights_cfg = insights_cfg or InsightsConfig(basis=valuation_cfg.basis)
+        #: What the group aggregates read (None: the deployment keeps none).
+        self.insights_cfg = insights_cfg
         self.valuation_cfg = valuation_cfg
         self.base_currency = base_currency
         self.max_bytes = max_bytes
@@ -203,6 +204,9 @@ class Processor:
         The aggregates count a customer as of the last published valuation,
         so a write that publishes none carries the stored valuation part on.
         """
+        cfg = self.insights_cfg
+        if cfg is None:
+            return envelope.encode(state, result.outputs)
         customer = result.customer
         assert customer is not None, "a result that writes a state carries it decoded"
         valued: Valued | None
@@ -211,7 +215,7 @@ class Processor:
         else:
             kept = None if stored is None else envelope.valued_of(stored)
             valued = None if kept is None else Valued.decode(kept)
-        contribution = Contribution.of(customer, valued, self.insights_cfg, customer.nps_class)
+        contribution = Contribution.of(customer, valued, cfg, customer.nps_class)
         return envelope.encode(
             state,
             result.outputs,

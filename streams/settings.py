@@ -77,6 +77,9 @@ class Settings(BaseSettings):
     fit_interval: float = Field(3600.0, ge=1.0, le=30 * 86400.0)
     # Seconds between ticks of the inactivity timer (streams.inactivity).
     inactivity_interval: float = Field(60.0, gt=0.0, le=86400.0)
+    # Keep the group insights (docs/insights.md): each customer's contribution
+    # in Redis and the partitions' sums. Off saves their CPU and Redis bytes.
+    insights: bool = True
     # Seconds between refreshes of the insights gauges from Redis (streams.insights_api).
     insights_interval: float = Field(15.0, ge=1.0, le=86400.0)
 

@@ -43,7 +43,7 @@ def build_processor(conf: Settings) -> Processor:
         max_bytes=conf.max_message_bytes,
         cancellations_topic=conf.topic_cancellations,
         event_clock=conf.clock == "event",
-        insights_cfg=insights_config(conf),
+        insights_cfg=insights_config(conf) if conf.insights else None,
     )
 
 

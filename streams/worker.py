@@ -55,6 +55,7 @@ def build_worker(settings: Settings) -> faust.App:
     # Web views: /healthz, /readyz, /metrics, /customers/{id}, /model, /insights.
     views.install(service, processor, inputs)
     model_api.install(service, model)
-    insights_api.install(service, processor, METRICS.registry)
+    if settings.insights:
+        insights_api.install(service, processor, METRICS.registry)
     app.task(_quiet_client_loggers)
     return app

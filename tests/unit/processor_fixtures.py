@@ -8,6 +8,7 @@ from datetime import datetime
 
 import orjson
 
+from ltv.insights import InsightsConfig
 from ltv.valuation import ValuationConfig
 from state import envelope
 from state.customer import CustomerState, StateConfig
@@ -23,9 +24,12 @@ TOPICS = {
 }
 
 
-def processor() -> Processor:
+def processor(insights: InsightsConfig | None = None) -> Processor:
+    """The processor of the pure tests; ``insights``: keep the group aggregates."""
     cfg = StateConfig(fx=load_fx_table(None, "USD"))
-    return Processor(cfg, ValuationConfig(), base_currency="USD", max_bytes=65536)
+    return Processor(
+        cfg, ValuationConfig(), base_currency="USD", max_bytes=65536, insights_cfg=insights
+    )
 
 
 def purchase(n: int, at: datetime, customer: str = "c-1") -> Record:

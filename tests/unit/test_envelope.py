@@ -9,10 +9,12 @@ import orjson
 import pytest
 from processor_fixtures import processor, purchase
 
+from ltv.insights import InsightsConfig
 from state import envelope
 from state.codec import CodecError, encode_state
 from state.customer import new_state
 from state.envelope import Output, Stored
+from state.insights import Contribution, Valued
 from streams.processing import Record
 
 T0 = datetime(2025, 1, 1, 12, 0, tzinfo=UTC)
@@ -30,6 +32,18 @@ def test_round_trip_with_outbox() -> None:
     assert envelope.decode(envelope.without_outbox(raw)) == Stored(STATE)
     assert envelope.state_of(raw) == envelope.state_of(envelope.without_outbox(raw)) == STATE
     assert envelope.customer_state(raw) == new_state("c-1")
+
+
+def test_round_trip_with_insights_sections() -> None:
+    """Redis keeps the state and the valuation part; the contribution goes beside it."""
+    outbox = (Output("update", b"c-1", b"{}"),)
+    raw = envelope.encode(STATE, outbox, valued=b"[1,null,null]", contribution=b'{"n":1}')
+    assert envelope.decode(raw) == Stored(STATE, outbox, b"[1,null,null]", b'{"n":1}')
+    assert envelope.state_of(raw) == STATE and envelope.valued_of(raw) == b"[1,null,null]"
+    kept, contribution = envelope.split_contribution(envelope.without_outbox(raw))
+    assert contribution == b'{"n":1}'
+    assert envelope.decode(kept) == Stored(STATE, valued=b"[1,null,null]")
+    assert envelope.split_contribution(envelope.encode(STATE)) == (envelope.encode(STATE), None)
 
 
 @pytest.mark.parametrize(
@@ -117,3 +131,43 @@ def test_a_dead_letter_of_an_unknown_key_writes_nothing() -> None:
     bad = Record("orders.purchases", 0, 5, b"c-new", b"not json")
     result = processor().handle("purchase", bad, None, T0)
     assert result.dead_letter_codes == ["invalid_json"] and result.state is None
+
+
+def test_a_write_carries_its_contribution_and_a_held_write_the_last_valuation() -> None:
+    cfg = InsightsConfig()
+    p = processor(cfg)
+    first = p.handle("purchase", purchase(7, T0), None, T0)
+    assert first.state is not None and first.valuation is not None
+    stored = envelope.decode(first.state)
+    assert stored.valued is not None and stored.contribution is not None
+    assert Valued.decode(stored.valued) == Valued.of(first.valuation)
+    state = envelope.customer_state(first.state)
+    assert Contribution.decode(stored.contribution) == Contribution.of(
+        state, first.valuation, cfg, "unknown"
+    )
+    # A cancellation of an order that has not come is held: no update, no revaluation.
+    held_cancel = Record(
+        "orders.cancellations",
+        0,
+        3,
+        b"c-1",
+        orjson.dumps(
+            {
+                "event_id": "x-1",
+                "order_id": "o-never",
+                "customer_id": "c-1",
+                "occurred_at": T0.isoformat(),
+            }
+        ),
+    )
+    held = p.handle("cancellation", held_cancel, envelope.without_outbox(first.state), T0)
+    assert held.outcome == "held" and held.state is not None and held.valuation is None
+    assert envelope.valued_of(held.state) == stored.valued
+    assert envelope.decode(held.state).contribution == stored.contribution
+
+
+def test_without_insights_a_value_carries_no_sections() -> None:
+    result = processor().handle("purchase", purchase(7, T0), None, T0)
+    assert result.state is not None
+    stored = envelope.decode(result.state)
+    assert (stored.valued, stored.contribution) == (None, None)
