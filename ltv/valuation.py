@@ -9,6 +9,7 @@ types out of this module is what lets ltv/ stay free of storage concerns.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -28,6 +29,7 @@ from ltv.gammagamma import GammaGammaParams
 from ltv.mbgnbd import MBGNBDParams
 from ltv.rfm import RfmEdges, rfm_score
 from ltv.risk import RiskLevel, RiskThresholds, heuristic_risk, risk_from_p_alive
+from ltv.sbg import SBGParams, expected_residual_value
 
 ZERO = Decimal(0)
 
@@ -55,6 +57,27 @@ class CustomerFigures:
     subscription_margin_rate: Decimal | None = None
     subscription_active: bool = False
     subscription_ended: bool = False
+    #: The plan and billing interval of the latest charge, and the renewals
+    #: (whole periods) since the first one, for the retention model.
+    subscription_plan: str | None = None
+    subscription_interval: str | None = None
+    subscription_renewals: int = 0
+
+
+#: Days per billing interval (months and years as the fit job counts them).
+PERIOD_DAYS = {"day": 1.0, "week": 7.0, "month": 365.25 / 12, "year": 365.25}
+
+
+def completed_periods(started_at: datetime, until: datetime, interval: str) -> int:
+    """Whole billing periods from the first charge to ``until``: the renewals
+    a subscription still running at ``until`` has made (0 before the first one)."""
+    days = (until - started_at).total_seconds() / 86400
+    return max(0, math.floor(days / PERIOD_DAYS[interval]))
+
+
+def retention_key(interval: str, plan: str | None = None) -> str:
+    """Name of a retention fit: per billing interval, or per plan of one interval."""
+    return interval if plan is None else f"{interval}|{plan}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +91,15 @@ class ModelSnapshot:
     subscription_monthly_churn: float | None = None
     population_gap_days: float = 90.0
     name: str = "mbgnbd+gammagamma"
+    #: sBG retention of subscriptions (``retention_key``: a plan's own fit, or
+    #: its billing interval's); an interval without one keeps the BTYD value.
+    retention: Mapping[str, SBGParams] = field(default_factory=dict)
+
+    def retention_of(self, interval: str, plan: str | None) -> SBGParams | None:
+        """The plan's own retention fit, else its interval's, else None."""
+        return self.retention.get(retention_key(interval, plan)) or self.retention.get(
+            retention_key(interval)
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +162,9 @@ def value(
             predicted = Decimal(repr(v.predicted_ltv))
         if math.isfinite(v.expected_orders) and math.isfinite(v.p_alive):
             expected_orders, p_alive = v.expected_orders, v.p_alive
+        residual = _subscription_residual(c, model, cfg)
+        if residual is not None:
+            predicted = residual
     if p_alive is not None:
         risk = risk_from_p_alive(p_alive, cfg.thresholds, subscription_ended=c.subscription_ended)
     else:
@@ -155,6 +190,34 @@ def value(
         ltv_cac=None if ratio is None else round(float(ratio), 2),
         days_since_last_order=since_last,
     )
+
+
+def _subscription_residual(
+    c: CustomerFigures, model: ModelSnapshot, cfg: ValuationConfig
+) -> Decimal | None:
+    """An active subscriber's predicted value from the sBG retention fit of
+    their plan: discounted expected residual lifetime x charge x margin.
+
+    Subscription charges are orders too, but BTYD models purchases at a
+    steady rate with one dropout; retention by renewal is what a contract
+    follows, and its rate rises with tenure (``ltv.sbg``). None when the
+    customer holds no running subscription or no fit covers its plan.
+    """
+    interval, amount = c.subscription_interval, c.subscription_amount
+    if not c.subscription_active or interval is None or amount is None:
+        return None
+    params = model.retention_of(interval, c.subscription_plan)
+    if params is None:
+        return None
+    # The annual discount rate, compounded per billing period.
+    per_period = (1 + cfg.discount_rate) ** (PERIOD_DAYS[interval] / 365.25) - 1
+    margin = Decimal(1) if cfg.basis is ValueBasis.REVENUE else c.subscription_margin_rate
+    residual = float(
+        expected_residual_value(
+            params, c.subscription_renewals, per_period, float(amount), float(margin or 1)
+        )
+    )
+    return Decimal(repr(residual)) if math.isfinite(residual) else None
 
 
 def _formula(

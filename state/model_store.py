@@ -23,11 +23,16 @@ import orjson
 from ltv.gammagamma import GammaGammaParams
 from ltv.mbgnbd import MBGNBDParams
 from ltv.rfm import RfmEdges
+from ltv.sbg import SBGParams
 from ltv.valuation import ModelSnapshot
 
 TIME_UNIT = "day"
 # The valuation's fallback gap until a fit has measured one.
 DEFAULT_GAP_DAYS = 90.0
+#: Models named ``sbg|<interval>`` or ``sbg|<interval>|<plan>`` are the sBG
+#: retention fits of subscriptions (``ltv.valuation.retention_key``); their
+#: parameters have no time unit: they count billing periods.
+RETENTION_PREFIX = "sbg|"
 
 
 def model_key(app_id: str) -> str:
@@ -166,6 +171,11 @@ class ModelRecord:
             rfm=self.rfm_edges,
             subscription_monthly_churn=self.subscription_monthly_churn,
             population_gap_days=self.population_gap_days or DEFAULT_GAP_DAYS,
+            retention={
+                name.removeprefix(RETENTION_PREFIX): SBGParams(m.params["gamma"], m.params["delta"])
+                for name, m in self.models.items()
+                if name.startswith(RETENTION_PREFIX)
+            },
         )
 
 

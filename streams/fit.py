@@ -30,6 +30,12 @@ Definitions:
   subscriber-time has been observed.
 * population gap: days between repeat purchase days over all repeat buyers,
   sum(t_x) / sum(x); the churn heuristic's fallback gap.
+* subscription retention (sBG, ``ltv.sbg``): per billing interval, and per
+  plan of an interval with enough subscribers of its own, each subscriber's
+  renewals by ``as_of`` (whole periods since the first charge, to the end of
+  the subscription when it ended) and whether it still runs (censored).
+  Fitted only where some subscription ended; a fit that fails or does not
+  converge is left out and its subscribers keep the BTYD value.
 
 A fit fails, and the stored parameters stay as they were with the failure
 recorded, when nobody has an order, nobody bought twice (no Gamma-Gamma
@@ -45,7 +51,7 @@ import time
 import uuid
 from array import array
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -54,15 +60,18 @@ from typing import Any
 import faust
 import numpy as np
 
-from ltv import bgnbd, gammagamma, mbgnbd
+from ltv import bgnbd, gammagamma, mbgnbd, sbg
 from ltv.fitting import FitResult, FloatArray
 from ltv.formulas import ValueBasis, historic_ltv
 from ltv.rfm import RfmEdges, quintile_edges, segment_counts
 from ltv.risk import RiskLevel
+from ltv.sbg import SBGParams
+from ltv.valuation import completed_periods, retention_key
 from state.codec import CodecError
 from state.customer import CustomerState
 from state.envelope import customer_state
 from state.model_store import (
+    RETENTION_PREFIX,
     FittedModel,
     ModelRecord,
     acquire_lock,
@@ -129,6 +138,8 @@ class Population:
     risk: Counter[str] = field(default_factory=Counter)
     subscribers_ended: int = 0
     subscriber_months: float = 0.0
+    #: Per ``retention_key``: each subscriber's renewals and whether it runs.
+    renewals: dict[str, tuple[array[float], array[float]]] = field(default_factory=dict)
     skipped: int = 0
     corrupt: int = 0
 
@@ -146,6 +157,7 @@ class Population:
         if exposure is not None:
             self.subscribers_ended += exposure[0]
             self.subscriber_months += exposure[1]
+            self._add_renewals(s, ended=exposure[0])
         summary = s.btyd(self.as_of)
         if summary is None or s.last_order_at is None or s.first_order_at is None:
             self.skipped += 1
@@ -163,6 +175,16 @@ class Population:
         self.zbar.append(float(repeat) / summary.x if summary.x > 0 else 0.0)
         self.recency.append(max(0, (self.as_of - s.last_order_at).days))
         self.monetary.append(float(historic_ltv(s.net, s.margin, self.basis)))
+
+    def _add_renewals(self, s: CustomerState, *, ended: bool) -> None:
+        sub = s.subscription
+        assert sub is not None
+        until = s.subscription_ended_at if ended and s.subscription_ended_at else self.as_of
+        renewals = completed_periods(sub.started_at, until, sub.interval)
+        for key in (retention_key(sub.interval), retention_key(sub.interval, sub.plan_id)):
+            counts, active = self.renewals.setdefault(key, (array("d"), array("d")))
+            counts.append(renewals)
+            active.append(0.0 if ended else 1.0)
 
     def add_all(self, values: Iterable[bytes]) -> None:
         for raw in values:
@@ -220,6 +242,7 @@ def fit_population(pop: Population, fitted_at: datetime) -> ModelRecord:
         frequency=quintile_edges(x),
         monetary=quintile_edges(_column(pop.monetary)),
     )
+    results.update(fit_retention(pop.renewals))
     record = ModelRecord(
         fitted_at=fitted_at,
         as_of=pop.as_of,
@@ -234,6 +257,31 @@ def fit_population(pop: Population, fitted_at: datetime) -> ModelRecord:
         population_gap_days=float(t_x[repeat].sum() / x[repeat].sum()) if repeat.any() else None,
     )
     return record.with_version()
+
+
+#: Subscribers a plan needs for a retention fit of its own (else its interval's serves).
+MIN_PLAN_SUBSCRIBERS = 50
+
+
+def fit_retention(
+    renewals: Mapping[str, tuple[array[float], array[float]]],
+) -> dict[str, FitResult[SBGParams]]:
+    """sBG fits (``RETENTION_PREFIX`` + key) of every group where some
+    subscription ended; a plan's own only with ``MIN_PLAN_SUBSCRIBERS``.
+    Groups whose fit does not converge are left out: no ended subscription
+    or no heterogeneity has no finite answer, and the BTYD value stays."""
+    out: dict[str, FitResult[SBGParams]] = {}
+    for key, (counts, active) in sorted(renewals.items()):
+        n = _column(counts)
+        alive = _column(active)
+        if "|" in key and len(n) < MIN_PLAN_SUBSCRIBERS:
+            continue
+        if alive.all():
+            continue
+        result = sbg.fit(n, alive)
+        if result.converged:
+            out[RETENTION_PREFIX + key] = result
+    return out
 
 
 async def scan_population(

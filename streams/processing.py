@@ -41,7 +41,14 @@ from typing import Literal
 from ltv.formulas import ValueBasis
 from ltv.insights import InsightsConfig
 from ltv.schedule import risk_outlook
-from ltv.valuation import CustomerFigures, ModelSnapshot, Valuation, ValuationConfig, value
+from ltv.valuation import (
+    CustomerFigures,
+    ModelSnapshot,
+    Valuation,
+    ValuationConfig,
+    completed_periods,
+    value,
+)
 from state import envelope
 from state.codec import decode_state, encode_state
 from state.customer import (
@@ -434,6 +441,11 @@ class Processor:
             subscription_margin_rate=self.state_cfg.default_margin if sub is not None else None,
             subscription_active=s.subscription_active,
             subscription_ended=s.subscription_churned,
+            subscription_plan=sub.plan_id if sub is not None else None,
+            subscription_interval=sub.interval if sub is not None else None,
+            subscription_renewals=(
+                completed_periods(sub.started_at, clock, sub.interval) if sub is not None else 0
+            ),
         )
 
     def update_body(

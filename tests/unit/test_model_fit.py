@@ -2,27 +2,38 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from array import array
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+import numpy as np
 import pytest
 from test_cdnow import _load_rows
 
 from ltv.formulas import ValueBasis
 from ltv.gammagamma import GammaGammaParams
 from ltv.mbgnbd import MBGNBDParams
-from ltv.valuation import ValuationConfig
+from ltv.sbg import SBGParams
+from ltv.valuation import ValuationConfig, completed_periods, value
 from state import envelope
 from state.codec import encode_state
 from state.customer import CustomerState, StateConfig, apply_cancellation, apply_purchase, new_state
 from state.events import Cancellation, Purchase
 from state.fx import load_fx_table
-from state.model_store import FittedModel, ModelRecord, load_model, lock_key, model_key
+from state.model_store import (
+    RETENTION_PREFIX,
+    FittedModel,
+    ModelRecord,
+    load_model,
+    lock_key,
+    model_key,
+)
 from state.store.keys import KeyLayout
 from streams.auth import authorized
 from streams.fit import (
+    MIN_PLAN_SUBSCRIBERS,
     REFIT_GROWTH,
     RETRY_FIRST,
     FitError,
@@ -30,6 +41,7 @@ from streams.fit import (
     Population,
     due,
     fit_population,
+    fit_retention,
     monthly_churn,
     parse_as_of,
     retry_delay,
@@ -397,3 +409,99 @@ async def test_run_fit_stores_and_a_failed_fit_keeps_the_last_parameters() -> No
 
     client.data[lock_key("unit-fit")] = "someone else"
     assert (await run_fit(client, settings, as_of)).busy
+
+
+def simulated_subscribers(
+    params: SBGParams, n: int, seed: int, periods: int = 24
+) -> tuple[array[float], array[float]]:
+    """Renewals and whether still active of ``n`` subscribers drawn from the sBG
+    process, each observed for 1..``periods`` periods since the first charge."""
+    rng = np.random.default_rng(seed)
+    theta = rng.beta(params.gamma, params.delta, n)
+    lifetime = rng.geometric(theta)  # the period in which each is lost, >= 1
+    observed = rng.integers(1, periods + 1, n)
+    ended = lifetime - 1 < observed
+    renewals = np.where(ended, lifetime - 1, observed)
+    return array("d", renewals.astype(float)), array("d", (~ended).astype(float))
+
+
+def test_retention_fits_recover_the_simulated_plans_and_skip_what_cannot_be_fitted() -> None:
+    truth = SBGParams(0.7, 1.2)
+    month = simulated_subscribers(truth, 20_000, seed=7)
+    small = simulated_subscribers(truth, MIN_PLAN_SUBSCRIBERS - 1, seed=8)
+    everyone_stays = (array("d", [3.0] * 100), array("d", [1.0] * 100))
+    fits = fit_retention({"month": month, "month|tiny": small, "year": everyone_stays})
+    assert set(fits) == {f"{RETENTION_PREFIX}month"}
+    got = fits[f"{RETENTION_PREFIX}month"].params
+    assert got.gamma == pytest.approx(truth.gamma, rel=0.1)
+    assert got.delta == pytest.approx(truth.delta, rel=0.1)
+
+
+def test_population_counts_renewals_per_interval_and_plan() -> None:
+    as_of = T0 + timedelta(days=365.25)
+    month = 365.25 / 12
+    pop = Population(as_of, ValueBasis.REVENUE)
+    for state in (subscriber(0, 12, None), subscriber(0, 3, 3 * month + 1), subscriber(0, 3, 400)):
+        pop.add(table_value(state))
+    for key in ("month", "month|pro"):
+        renewals, active = pop.renewals[key]
+        assert (list(renewals), list(active)) == ([12.0, 3.0, 12.0], [1.0, 0.0, 1.0])
+    assert completed_periods(T0, T0 + timedelta(days=month - 1), "month") == 0
+    assert completed_periods(T0, T0 + timedelta(days=7 * 3), "week") == 3
+
+
+def test_an_active_subscriber_is_valued_by_the_retention_of_its_plan() -> None:
+    """Predicted value = DERL x charge x margin, the discount compounded per period;
+    without a fit for the plan or its interval the BTYD value stays."""
+    snapshot = sample_record().snapshot()
+    assert snapshot is not None
+    plan, interval = SBGParams(0.7, 1.2), SBGParams(2.0, 8.0)
+    with_retention = replace(snapshot, retention={"month|pro": plan, "month": interval})
+    state = subscriber(0, 7, None)
+    clock = T0 + timedelta(days=200)
+    p = Processor(CFG, ValuationConfig(), base_currency="USD", max_bytes=65536)
+    figures = p.figures(state, clock)
+    assert (figures.subscription_plan, figures.subscription_renewals) == ("pro", 6)
+    got = value(figures, with_retention, p.valuation_cfg, clock)
+    d = 1.10 ** (1 / 12) - 1
+    # The expected discounted renewals still to come, summed term by term.
+    n, kept = 6, 1.0
+    want = 0.0
+    for k in range(5000):
+        t = n + 1 + k  # the lifetime must pass period t: S(t) / S(n)
+        kept *= (plan.delta + t - 1) / (plan.gamma + plan.delta + t - 1)
+        want += kept / (1 + d) ** k
+    assert got.predicted_ltv is not None
+    assert float(got.predicted_ltv) == pytest.approx(want * 10.0, rel=1e-6)
+    other_plan = replace(figures, subscription_plan="basic")
+    by_interval = value(other_plan, with_retention, p.valuation_cfg, clock).predicted_ltv
+    assert by_interval is not None and by_interval < got.predicted_ltv
+    plain = value(figures, snapshot, p.valuation_cfg, clock).predicted_ltv
+    assert (
+        plain
+        == value(
+            figures, replace(snapshot, retention={"year": plan}), p.valuation_cfg, clock
+        ).predicted_ltv
+    )
+    ended = p.figures(subscriber(0, 7, 190), clock)
+    assert (
+        value(ended, with_retention, p.valuation_cfg, clock).predicted_ltv
+        == value(ended, snapshot, p.valuation_cfg, clock).predicted_ltv
+    )
+
+
+def test_snapshot_carries_the_retention_fits() -> None:
+    record = replace(
+        sample_record(),
+        models={
+            **sample_record().models,
+            f"{RETENTION_PREFIX}month": FittedModel(
+                {"gamma": 0.7, "delta": 1.2}, -10.0, True, 9, 40
+            ),
+        },
+    )
+    assert ModelRecord.loads(record.dumps()) == record
+    snapshot = record.snapshot()
+    assert snapshot is not None and snapshot.retention == {"month": SBGParams(0.7, 1.2)}
+    assert snapshot.retention_of("month", "any") == SBGParams(0.7, 1.2)
+    assert snapshot.retention_of("year", None) is None
