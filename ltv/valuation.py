@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
+from functools import lru_cache
 
 from ltv.clv import value_customer
 from ltv.formulas import (
@@ -29,7 +30,7 @@ from ltv.gammagamma import GammaGammaParams
 from ltv.mbgnbd import MBGNBDParams
 from ltv.rfm import RfmEdges, rfm_score
 from ltv.risk import RiskLevel, RiskThresholds, heuristic_risk, risk_from_p_alive
-from ltv.sbg import SBGParams, expected_residual_value
+from ltv.sbg import SBGParams, derl
 
 ZERO = Decimal(0)
 
@@ -212,12 +213,17 @@ def _subscription_residual(
     # The annual discount rate, compounded per billing period.
     per_period = (1 + cfg.discount_rate) ** (PERIOD_DAYS[interval] / 365.25) - 1
     margin = Decimal(1) if cfg.basis is ValueBasis.REVENUE else c.subscription_margin_rate
-    residual = float(
-        expected_residual_value(
-            params, c.subscription_renewals, per_period, float(amount), float(margin or 1)
-        )
-    )
+    lifetime = _derl(params, c.subscription_renewals, per_period)
+    residual = lifetime * float(amount) * float(margin or 1)
     return Decimal(repr(residual)) if math.isfinite(residual) else None
+
+
+@lru_cache(maxsize=8192)
+def _derl(params: SBGParams, renewals: int, discount_rate: float) -> float:
+    """``ltv.sbg.derl`` of one subscriber, remembered: its continued fraction
+    takes milliseconds, while a plan's subscribers share the parameters and
+    the rate and differ only in a small number of renewals."""
+    return float(derl(params, renewals, discount_rate))
 
 
 def _formula(
