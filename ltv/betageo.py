@@ -46,6 +46,7 @@ from ltv.fitting import (
     as_float_array,
     minimize_negative_log_likelihood,
     prepare_weights,
+    validate_summaries,
 )
 
 # Two removable trouble spots of the closed form, both handled by evaluating
@@ -281,7 +282,7 @@ def fit_beta_geo(
     both time units.
     """
     xa, txa, Ta = as_float_array(x), as_float_array(t_x), as_float_array(T)
-    _validate_summaries(xa, txa, Ta)
+    validate_summaries(xa, txa, Ta)
     w = prepare_weights(weights, xa.shape)
     total_weight = float(w.sum())
     mean_x = float(np.average(xa, weights=w)) if total_weight > 0 else 0.0
@@ -297,12 +298,3 @@ def fit_beta_geo(
     )
     fitted = params_type(float(best[0]), float(best[1]), float(best[2]), float(best[3]))
     return FitResult(fitted, ll, converged, iterations, total_weight)
-
-
-def _validate_summaries(x: FloatArray, t_x: FloatArray, T: FloatArray) -> None:
-    if not (x.shape == t_x.shape == T.shape):
-        raise ValueError("x, t_x and T must have the same shape")
-    if np.any(x < 0) or np.any(t_x < 0) or np.any(t_x > T):
-        raise ValueError("need x >= 0 and 0 <= t_x <= T")
-    if np.any((x == 0) & (t_x != 0)):
-        raise ValueError("t_x must be 0 when x == 0")

@@ -60,6 +60,21 @@ def prepare_weights(weights: ArrayLike | None, shape: tuple[int, ...]) -> FloatA
     return w
 
 
+def validate_summaries(x: FloatArray, t_x: FloatArray, T: FloatArray) -> None:
+    """Reject (x, t_x, T) that no purchase history produces, before any fit.
+
+    The likelihoods are only defined for these: a negative count or a last
+    purchase after the end of observation would silently give NaN, and a
+    recency without repeat purchases means the summary was built wrongly.
+    """
+    if not (x.shape == t_x.shape == T.shape):
+        raise ValueError("x, t_x and T must have the same shape")
+    if np.any(x < 0) or np.any(t_x < 0) or np.any(t_x > T):
+        raise ValueError("need x >= 0 and 0 <= t_x <= T")
+    if np.any((x == 0) & (t_x != 0)):
+        raise ValueError("t_x must be 0 when x == 0")
+
+
 def minimize_negative_log_likelihood(
     log_likelihood: Callable[[FloatArray], float],
     initial: FloatArray,

@@ -1,9 +1,6 @@
 """CDNOW checks: the fits reproduce the published figures (docs/valuation.md).
 
-Data: the 1/10 CDNOW sample (2 357 customers who first bought in Q1 1997)
-shipped inside the ``lifetimes`` wheel, read straight from its package
-directory so that the check does not depend on lifetimes' own modules
-importing. Calibration = through 1997-09-30 (end of week 39).
+Data: the 1/10 CDNOW sample, calibration through 1997-09-30 (tests/unit/cdnow.py).
 
 Published values: BG/NBD — Fader, Hardie & Lee 2005, Marketing Science 24(2),
 section 5; MBG/NBD — Batislam, Denizel & Filiztekin 2007 as reproduced on
@@ -14,48 +11,25 @@ Lee 2005 "RFM and CLV", section 3 / Fader & Hardie 2013 note.
 from __future__ import annotations
 
 import csv
-import importlib.util
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
+from cdnow import Rows, calibration_summaries, datasets_dir, load_rows
 
 from ltv import bgnbd, gammagamma, mbgnbd
 from ltv.fitting import FitResult
-from ltv.summary import Summaries, summarise
-
-CALIBRATION_END = np.datetime64("1997-09-30")
-ORIGIN = np.datetime64("1997-01-01")
-
-
-def _datasets_dir() -> Path:
-    spec = importlib.util.find_spec("lifetimes")
-    assert spec is not None and spec.submodule_search_locations, "lifetimes is a test dependency"
-    return Path(next(iter(spec.submodule_search_locations))) / "datasets"
-
-
-def _load_rows() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    ids, days, values = [], [], []
-    for line in (_datasets_dir() / "CDNOW_sample.txt").read_text().splitlines():
-        _, customer, date, _, amount = line.split()
-        ids.append(int(customer))
-        days.append(np.datetime64(f"{date[:4]}-{date[4:6]}-{date[6:]}"))
-        values.append(float(amount))
-    day_numbers = (np.array(days) - ORIGIN).astype(np.float64)
-    return np.array(ids), day_numbers, np.array(values)
+from ltv.summary import Summaries
 
 
 @pytest.fixture(scope="module")
-def rows() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    return _load_rows()
+def rows() -> Rows:
+    return load_rows()
 
 
 @pytest.fixture(scope="module")
-def calibration(rows: tuple[np.ndarray, np.ndarray, np.ndarray]) -> Summaries:
-    ids, days, values = rows
-    as_of = float((CALIBRATION_END - ORIGIN).astype(np.float64))
-    return summarise(ids, days, values, as_of)
+def calibration(rows: Rows) -> Summaries:
+    return calibration_summaries(rows)
 
 
 @pytest.fixture(scope="module")
@@ -68,9 +42,7 @@ def mbg_weeks(calibration: Summaries) -> FitResult[mbgnbd.MBGNBDParams]:
     return mbgnbd.fit(calibration.x, calibration.t_x / 7.0, calibration.T / 7.0)
 
 
-def test_calibration_counts(
-    rows: tuple[np.ndarray, np.ndarray, np.ndarray], calibration: Summaries
-) -> None:
+def test_calibration_counts(rows: Rows, calibration: Summaries) -> None:
     _, days, values = rows
     in_calibration = days <= 272.0
     assert int(in_calibration.sum()) == 4960
@@ -81,7 +53,7 @@ def test_calibration_counts(
 
 def test_summary_matches_shipped_rounded_summary(calibration: Summaries) -> None:
     """Our summary agrees with the independently prepared (2-decimal) one."""
-    with (_datasets_dir() / "cdnow_customers_summary_with_transactions.csv").open() as handle:
+    with (datasets_dir() / "cdnow_customers_summary_with_transactions.csv").open() as handle:
         reference = list(csv.DictReader(handle))
     ref = {int(row["ID"]): row for row in reference}
     assert sorted(ref) == calibration.customer.tolist()

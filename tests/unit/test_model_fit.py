@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from test_cdnow import _load_rows
+from cdnow import load_rows
 
 from ltv.formulas import ValueBasis
 from ltv.gammagamma import GammaGammaParams
@@ -163,7 +163,7 @@ def test_subscription_churn_is_ended_subscriptions_per_subscriber_month() -> Non
 @pytest.fixture(scope="module")
 def cdnow_population() -> Population:
     """The CDNOW calibration transactions as customer states, encoded as the store keeps them."""
-    ids, days, values = _load_rows()
+    ids, days, values = load_rows()
     origin = datetime(1997, 1, 1, tzinfo=UTC)
     as_of = origin + timedelta(days=272)  # 1997-09-30
     states: dict[int, CustomerState] = {}
