@@ -43,6 +43,7 @@ from ltv.fitting import (
     ArrayLike,
     FitResult,
     FloatArray,
+    alive_from_log_odds,
     as_float_array,
     minimize_negative_log_likelihood,
     prepare_weights,
@@ -216,10 +217,7 @@ def p_alive_scalar(params: BetaGeoParams, x: float, t_x: float, T: float) -> flo
     log_odds = math.log(params.a / (params.b + x - 1.0 + m)) + (params.r + x) * (
         math.log(params.alpha + T) - math.log(params.alpha + t_x)
     )
-    if log_odds > 0:
-        e = math.exp(-log_odds)
-        return e / (1.0 + e)
-    return 1.0 / (1.0 + math.exp(log_odds))
+    return alive_from_log_odds(log_odds)
 
 
 def expected_orders_scalar(

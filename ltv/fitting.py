@@ -140,3 +140,12 @@ def minimize_negative_log_likelihood(
     total = log_likelihood(params)
     converged = succeeded and math.isfinite(total)
     return params, float(total), converged, iterations
+
+
+def alive_from_log_odds(log_odds: float) -> float:
+    """P(alive) = 1 / (1 + exp(log_odds)) for log odds of dead against alive,
+    without overflowing ``exp`` at either end (the BTYD models' scalar paths)."""
+    if log_odds > 0:
+        e = math.exp(-log_odds)
+        return e / (1.0 + e)
+    return 1.0 / (1.0 + math.exp(log_odds))

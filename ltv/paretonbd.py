@@ -60,6 +60,7 @@ from ltv.fitting import (
     ArrayLike,
     FitResult,
     FloatArray,
+    alive_from_log_odds,
     as_float_array,
     minimize_negative_log_likelihood,
     prepare_weights,
@@ -148,10 +149,7 @@ def p_alive_scalar(params: ParetoNBDParams, x: float, t_x: float, T: float) -> f
     """Scalar path of :func:`p_alive` for one customer (plain floats, no arrays)."""
     alive, dead = _log_terms_scalar(params, x, t_x, T)
     log_odds = dead - alive
-    if log_odds > 0:
-        e = math.exp(-log_odds)
-        return e / (1.0 + e)
-    return 1.0 / (1.0 + math.exp(log_odds))
+    return alive_from_log_odds(log_odds)
 
 
 def expected_orders(
