@@ -366,7 +366,11 @@ async def test_redis_restart_and_outage(
         status, body = readyz(worker)
         return status == 503 and body["checks"]["redis"] is False
 
-    wait_until(not_ready, 15.0, lambda: f"/readyz never said Redis is down: {readyz(worker)}")
+    wait_until(
+        not_ready,
+        15.0,
+        lambda: f"/readyz never said Redis is down: {readyz(worker)}\n{worker.tail()}",
+    )
     body = readyz(worker)[1]
     assert body["ready"] is False and body["checks"]["redis"] is False, body
     paused_at = metric(worker, "ltv_updates_emitted_total")
