@@ -360,27 +360,30 @@ async def test_redis_restart_and_outage(
     wait_consumed(worker, len(first) + len(second) // 2)
     private.down("redis")
     down_at = time.monotonic()
-    await produce(third, bootstrap=dep.bootstrap)  # arrives while Redis is away
+    try:
+        await produce(third, bootstrap=dep.bootstrap)  # arrives while Redis is away
 
-    def not_ready() -> bool:
-        status, body = readyz(worker)
-        return status == 503 and body["checks"]["redis"] is False
+        def not_ready() -> bool:
+            status, body = readyz(worker)
+            return status == 503 and body["checks"]["redis"] is False
 
-    wait_until(
-        not_ready,
-        15.0,
-        lambda: f"/readyz never said Redis is down: {readyz(worker)}\n{worker.tail()}",
-    )
-    body = readyz(worker)[1]
-    assert body["ready"] is False and body["checks"]["redis"] is False, body
-    paused_at = metric(worker, "ltv_updates_emitted_total")
-    while time.monotonic() - down_at < outage:  # the outage itself: hold it, watching
-        assert worker.proc is not None and worker.proc.poll() is None, worker.tail()
-        assert readyz(worker)[0] == 503
-        await asyncio.sleep(0.5)
-    # Paused: within the outage nothing more than one batch in flight was emitted.
-    assert metric(worker, "ltv_updates_emitted_total") - paused_at <= 1000
-    private.up("redis")
+        wait_until(
+            not_ready,
+            15.0,
+            lambda: f"/readyz never said Redis is down: {readyz(worker)}\n{worker.tail()}",
+        )
+        body = readyz(worker)[1]
+        assert body["ready"] is False and body["checks"]["redis"] is False, body
+        paused_at = metric(worker, "ltv_updates_emitted_total")
+        while time.monotonic() - down_at < outage:  # the outage itself: hold it, watching
+            assert worker.proc is not None and worker.proc.poll() is None, worker.tail()
+            assert readyz(worker)[0] == 503
+            await asyncio.sleep(0.5)
+        # Paused: within the outage nothing more than one batch in flight was emitted.
+        assert metric(worker, "ltv_updates_emitted_total") - paused_at <= 1000
+    finally:
+        # Up again even when a check failed: the cleanup removes the state from it.
+        private.up("redis")
     wait_until(lambda: readyz(worker)[0] == 200, 60.0, lambda: f"not ready: {readyz(worker)}")
     await verify(dep, stream, oracle, report, http=worker)
     assert len(dep.workers) == 1 and worker.proc is not None and worker.proc.poll() is None
