@@ -32,13 +32,14 @@ from functools import lru_cache
 
 import numpy as np
 
-from ltv.betageo import BetaGeoParams, growth_curve, p_alive, p_alive_scalar
+from ltv import orders
 from ltv.fitting import ArrayLike, FloatArray, as_float_array
 from ltv.gammagamma import (
     GammaGammaParams,
     conditional_expected_spend,
     conditional_expected_spend_scalar,
 )
+from ltv.orders import OrdersParams
 
 DEFAULT_HORIZON_DAYS = 365.0
 DEFAULT_ANNUAL_DISCOUNT_RATE = 0.10
@@ -78,7 +79,7 @@ GROWTH_CACHE_SIZE = 65536
 
 @lru_cache(maxsize=GROWTH_CACHE_SIZE)
 def _discounted_growth(
-    params: BetaGeoParams, x: float, T: float, horizon: float, delta: float
+    params: OrdersParams, x: float, T: float, horizon: float, delta: float
 ) -> tuple[float, float]:
     """(G(H), e^(-delta H) G(H) + delta * integral) for one alive customer.
 
@@ -88,12 +89,12 @@ def _discounted_growth(
     """
     if horizon <= 0:
         return 0.0, 0.0
-    c = params.alpha + T
+    c = float(orders.curve_scale(params, T))
     u_max = math.log1p(horizon / c)
     u = u_max * _UNIT_NODES
     s = c * np.expm1(u)
     points = np.append(s, horizon)
-    g = growth_curve(params, x, T, points)
+    g = orders.growth_curve(params, x, T, points)
     g_horizon = float(g[-1])
     if delta == 0.0:
         return g_horizon, g_horizon
@@ -103,7 +104,7 @@ def _discounted_growth(
 
 
 def value_customer(
-    orders_model: BetaGeoParams,
+    orders_model: OrdersParams,
     spend_model: GammaGammaParams,
     x: float,
     t_x: float,
@@ -122,7 +123,7 @@ def value_customer(
     docs/valuation.md states), ``units_per_year`` converting the annual rate to that unit.
     """
     delta = _daily_rate(annual_discount_rate, units_per_year)
-    alive = p_alive_scalar(orders_model, x, t_x, T)
+    alive = orders.p_alive_scalar(orders_model, x, t_x, T)
     g_horizon, g_discounted = _discounted_growth(orders_model, x, T, horizon, delta)
     spend = conditional_expected_spend_scalar(spend_model, x, zbar)
     discounted = alive * g_discounted
@@ -136,7 +137,7 @@ def value_customer(
 
 
 def discounted_expected_orders(
-    params: BetaGeoParams,
+    params: OrdersParams,
     x: ArrayLike,
     t_x: ArrayLike,
     T: ArrayLike,
@@ -150,23 +151,24 @@ def discounted_expected_orders(
     delta = _daily_rate(annual_discount_rate, units_per_year)
     if horizon <= 0:
         return np.zeros(np.broadcast(xa, txa, Ta).shape)
-    c = (params.alpha + Ta)[..., None]
+    c = orders.curve_scale(params, Ta)[..., None]
     u_max = np.log1p(horizon / c)
     s = c * np.expm1(u_max * _UNIT_NODES)
     xs = xa[..., None]
-    g_nodes = growth_curve(params, xs, Ta[..., None], s)
-    g_horizon = growth_curve(params, xa, Ta, np.float64(horizon))
+    family = orders.family_of(params)
+    g_nodes = family.growth_curve(params, xs, Ta[..., None], s)
+    g_horizon = family.growth_curve(params, xa, Ta, np.float64(horizon))
     integral = u_max[..., 0] * np.sum(
         _UNIT_WEIGHTS * np.exp(-delta * s) * g_nodes * (c + s), axis=-1
     )
-    result: FloatArray = p_alive(params, xa, txa, Ta) * (
+    result: FloatArray = family.p_alive(params, xa, txa, Ta) * (
         math.exp(-delta * horizon) * g_horizon + delta * integral
     )
     return result
 
 
 def predicted_clv(
-    orders_model: BetaGeoParams,
+    orders_model: OrdersParams,
     spend_model: GammaGammaParams,
     x: ArrayLike,
     t_x: ArrayLike,

@@ -72,6 +72,7 @@ __all__ = [
     "expected_orders",
     "expected_orders_scalar",
     "fit",
+    "growth_curve",
     "log_likelihood",
     "p_alive",
     "p_alive_scalar",
@@ -185,6 +186,12 @@ def expected_orders_scalar(
         horizon = -math.expm1(-a * log_ratio) / a
     growth = (params.r + x) / (params.alpha + T) * c * horizon
     return p_alive_scalar(params, x, t_x, T) * growth
+
+
+def growth_curve(params: ParetoNBDParams, x: ArrayLike, T: ArrayLike, t: ArrayLike) -> FloatArray:
+    """Expected orders over (T, T+t] of a customer known to be alive at T, broadcast
+    (:func:`expected_orders` without P(alive); what the discounted CLV integrates)."""
+    return _growth(params, as_float_array(x), as_float_array(T), as_float_array(t))
 
 
 def _growth(params: ParetoNBDParams, x: FloatArray, T: FloatArray, t: FloatArray) -> FloatArray:

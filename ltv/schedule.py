@@ -13,7 +13,7 @@ that is constant between integer day boundaries, and non-decreasing in risk
 * heuristic (no model): level depends on whole days since the last order,
   ``(clock - last_order_at).days``, against 1.5 and 3 mean gaps; it changes
   only at ``last_order_at + k days``;
-* fitted MBG/NBD: level depends on P(alive | x, t_x, T) with
+* fitted orders model (BG/NBD, MBG/NBD, Pareto/NBD): level depends on P(alive | x, t_x, T) with
   ``T = clock day - first purchase day``; for fixed x and t_x P(alive) falls
   as T grows, so the level changes only at a UTC midnight.
 
@@ -38,9 +38,8 @@ from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
 
-from ltv.betageo import BetaGeoParams
 from ltv.formulas import mean_purchase_gap_days
-from ltv.mbgnbd import p_alive_scalar
+from ltv.orders import OrdersParams, p_alive_scalar
 from ltv.risk import RiskLevel, RiskThresholds, heuristic_risk, risk_from_p_alive
 from ltv.valuation import CustomerFigures, ModelSnapshot
 
@@ -133,7 +132,7 @@ def _level_at_age(age: int, steps: tuple[int | None, int | None]) -> RiskLevel:
 
 @lru_cache(maxsize=65536)
 def _age_steps(
-    params: BetaGeoParams, thresholds: RiskThresholds, x: int, t_x: int
+    params: OrdersParams, thresholds: RiskThresholds, x: int, t_x: int
 ) -> tuple[int | None, int | None]:
     """First ages T >= t_x whose P(alive) is below the low and the medium threshold.
 
@@ -167,7 +166,7 @@ def _first_true(predicate: Callable[[int], bool], low: int, high: int) -> int | 
 
 
 def _searched_outlook(
-    params: BetaGeoParams,
+    params: OrdersParams,
     thresholds: RiskThresholds,
     x: int,
     t_x: int,

@@ -27,7 +27,7 @@ from ltv.formulas import (
     subscription_ltv,
 )
 from ltv.gammagamma import GammaGammaParams
-from ltv.mbgnbd import MBGNBDParams
+from ltv.orders import OrdersParams
 from ltv.rfm import RfmEdges, rfm_score
 from ltv.risk import RiskLevel, RiskThresholds, heuristic_risk, risk_from_p_alive
 from ltv.sbg import SBGParams, derl
@@ -86,7 +86,8 @@ class ModelSnapshot:
     """Population parameters of the last fit, shared by every worker."""
 
     version: str
-    orders: MBGNBDParams
+    #: The orders model the fit chose on its holdout (``ltv.orders``).
+    orders: OrdersParams
     spend: GammaGammaParams
     rfm: RfmEdges | None = None
     subscription_monthly_churn: float | None = None

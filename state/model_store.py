@@ -21,7 +21,8 @@ from urllib.parse import quote
 import orjson
 
 from ltv.gammagamma import GammaGammaParams
-from ltv.mbgnbd import MBGNBDParams
+from ltv.holdout import HoldoutScore
+from ltv.orders import FAMILIES
 from ltv.rfm import RfmEdges
 from ltv.sbg import SBGParams
 from ltv.valuation import ModelSnapshot
@@ -77,6 +78,42 @@ class FittedModel:
 
 
 @dataclass(frozen=True, slots=True)
+class Selection:
+    """Which orders model values customers, and the holdout scores it was chosen by."""
+
+    chosen: str
+    split_at: datetime | None = None
+    holdout_days: int = 0
+    #: Customers who had bought before the split (the scored population).
+    customers: int = 0
+    scores: dict[str, HoldoutScore] = field(default_factory=dict)
+    #: Why no holdout chose (None: it did).
+    reason: str | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "chosen": self.chosen,
+            "by": "holdout_log_likelihood" if self.reason is None else "default",
+            "reason": self.reason,
+            "split_at": _time(self.split_at),
+            "holdout_days": self.holdout_days,
+            "customers": self.customers,
+            "scores": {name: s.as_json() for name, s in self.scores.items()},
+        }
+
+    @classmethod
+    def from_json(cls, doc: dict[str, Any]) -> Selection:
+        return cls(
+            chosen=doc["chosen"],
+            split_at=_parse_time(doc.get("split_at")),
+            holdout_days=int(doc.get("holdout_days", 0)),
+            customers=int(doc.get("customers", 0)),
+            scores={k: HoldoutScore.from_json(v) for k, v in doc.get("scores", {}).items()},
+            reason=doc.get("reason"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class ModelRecord:
     """The stored document. ``version`` None: no fit has succeeded yet."""
 
@@ -94,6 +131,9 @@ class ModelRecord:
     failed_at: datetime | None = None
     #: Attempts failed in a row since the last success (spaces the retries).
     failures: int = 0
+    #: The family in ``models`` that values customers (``ltv.orders.FAMILIES``).
+    orders_model: str = "mbgnbd"
+    selection: Selection | None = None
 
     def as_json(self) -> dict[str, Any]:
         """The ``GET /model`` body (docs/http.md) plus the failure bookkeeping."""
@@ -118,6 +158,8 @@ class ModelRecord:
             "last_error": self.last_error,
             "failed_at": _time(self.failed_at),
             "failures": self.failures,
+            "orders_model": self.orders_model,
+            "selection": None if self.selection is None else self.selection.as_json(),
         }
 
     def dumps(self) -> bytes:
@@ -146,6 +188,11 @@ class ModelRecord:
             last_error=doc.get("last_error"),
             failed_at=_parse_time(doc.get("failed_at")),
             failures=int(doc.get("failures", 0)),
+            # Documents stored before the choice valued with MBG/NBD.
+            orders_model=doc.get("orders_model", "mbgnbd"),
+            selection=None
+            if doc.get("selection") is None
+            else Selection.from_json(doc["selection"]),
         )
 
     def with_version(self) -> ModelRecord:
@@ -161,13 +208,20 @@ class ModelRecord:
 
     def snapshot(self) -> ModelSnapshot | None:
         """What the processor values with; None before the first successful fit."""
-        if self.version is None or "mbgnbd" not in self.models or "gammagamma" not in self.models:
+        family = FAMILIES.get(self.orders_model)
+        if (
+            self.version is None
+            or family is None
+            or self.orders_model not in self.models
+            or "gammagamma" not in self.models
+        ):
             return None
-        orders, spend = self.models["mbgnbd"].params, self.models["gammagamma"].params
+        orders, spend = self.models[self.orders_model].params, self.models["gammagamma"].params
         return ModelSnapshot(
             version=self.version,
-            orders=MBGNBDParams(orders["r"], orders["alpha"], orders["a"], orders["b"]),
+            orders=family.params(orders),
             spend=GammaGammaParams(spend["p"], spend["q"], spend["gamma"]),
+            name=f"{self.orders_model}+gammagamma",
             rfm=self.rfm_edges,
             subscription_monthly_churn=self.subscription_monthly_churn,
             population_gap_days=self.population_gap_days or DEFAULT_GAP_DAYS,

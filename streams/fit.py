@@ -60,9 +60,10 @@ from typing import Any
 import faust
 import numpy as np
 
-from ltv import bgnbd, gammagamma, mbgnbd, sbg
+from ltv import gammagamma, holdout, sbg
 from ltv.fitting import FitResult, FloatArray
 from ltv.formulas import ValueBasis, historic_ltv
+from ltv.orders import FAMILIES
 from ltv.rfm import RfmEdges, quintile_edges, segment_counts
 from ltv.risk import RiskLevel
 from ltv.sbg import SBGParams
@@ -74,6 +75,7 @@ from state.model_store import (
     RETENTION_PREFIX,
     FittedModel,
     ModelRecord,
+    Selection,
     acquire_lock,
     load_model,
     release_lock,
@@ -129,6 +131,9 @@ class Population:
 
     as_of: datetime
     basis: ValueBasis
+    #: Days held out at the end of the history to choose the orders model on
+    #: (``ltv.holdout``); 0: no choice.
+    holdout_days: int = 0
     x: array[float] = field(default_factory=lambda: array("d"))
     t_x: array[float] = field(default_factory=lambda: array("d"))
     T: array[float] = field(default_factory=lambda: array("d"))
@@ -142,9 +147,20 @@ class Population:
     renewals: dict[str, tuple[array[float], array[float]]] = field(default_factory=dict)
     skipped: int = 0
     corrupt: int = 0
+    #: Customers who bought before the split: (x, t_x, T) at the split, and
+    #: their row in the columns above (the same customer at ``as_of``).
+    x_cal: array[float] = field(default_factory=lambda: array("d"))
+    t_x_cal: array[float] = field(default_factory=lambda: array("d"))
+    T_cal: array[float] = field(default_factory=lambda: array("d"))
+    cal_rows: array[int] = field(default_factory=lambda: array("q"))
 
     def __len__(self) -> int:
         return len(self.x)
+
+    @property
+    def split_day(self) -> int:
+        """Ordinal of the last day of the calibration period."""
+        return self.as_of.toordinal() - self.holdout_days
 
     def add(self, raw: bytes) -> None:
         """Fold one table value in (undecodable values are counted, not fatal)."""
@@ -175,6 +191,19 @@ class Population:
         self.zbar.append(float(repeat) / summary.x if summary.x > 0 else 0.0)
         self.recency.append(max(0, (self.as_of - s.last_order_at).days))
         self.monetary.append(float(historic_ltv(s.net, s.margin, self.basis)))
+        if self.holdout_days:
+            self._add_calibration(s)
+
+    def _add_calibration(self, s: CustomerState) -> None:
+        """The customer's summary at the split, when it had bought before it."""
+        split = self.split_day
+        days = sorted(day for day in s.days if day <= split)
+        if not days or days[0] >= split:
+            return
+        self.x_cal.append(len(days) - 1)
+        self.t_x_cal.append(days[-1] - days[0])
+        self.T_cal.append(split - days[0])
+        self.cal_rows.append(len(self.x) - 1)
 
     def _add_renewals(self, s: CustomerState, *, ended: bool) -> None:
         sub = s.subscription
@@ -205,10 +234,6 @@ def _fitted(result: FitResult[Any]) -> FittedModel:
     )
 
 
-#: The models whose parameters value customers: a fit fails without them.
-VALUATION_MODELS = ("mbgnbd", "gammagamma")
-
-
 def fit_population(pop: Population, fitted_at: datetime) -> ModelRecord:
     """Fit every model to ``pop`` (CPU-bound; raises FitError when it cannot)."""
     if not len(pop):
@@ -221,14 +246,14 @@ def fit_population(pop: Population, fitted_at: datetime) -> ModelRecord:
     rows, counts = np.unique(np.column_stack((x, t_x, T)), axis=0, return_counts=True)
     ux, ut, uT = rows[:, 0], rows[:, 1], rows[:, 2]
     results: dict[str, FitResult[Any]] = {
-        "bgnbd": bgnbd.fit(ux, ut, uT, counts),
-        "mbgnbd": mbgnbd.fit(ux, ut, uT, counts),
-        "gammagamma": gammagamma.fit(x, zbar),
+        name: family.fit(ux, ut, uT, counts) for name, family in FAMILIES.items()
     }
-    # The stream values with MBG/NBD and Gamma-Gamma; BG/NBD is reported for
-    # comparison only, so its failure to converge (typically a ridge towards
+    results["gammagamma"] = gammagamma.fit(x, zbar)
+    selection = select_orders_model(pop, results)
+    # Only the chosen family values customers: the others are reported for
+    # comparison, so their failure to converge (typically a ridge towards
     # a, b -> inf when the data show no dropout) is recorded, not fatal.
-    failed = [name for name in VALUATION_MODELS if not results[name].converged]
+    failed = [name for name in (selection.chosen, "gammagamma") if not results[name].converged]
     if failed:
         raise FitError(f"did not converge: {', '.join(failed)}")
     spend = results["gammagamma"].params
@@ -255,8 +280,61 @@ def fit_population(pop: Population, fitted_at: datetime) -> ModelRecord:
         },
         subscription_monthly_churn=monthly_churn(pop.subscribers_ended, pop.subscriber_months),
         population_gap_days=float(t_x[repeat].sum() / x[repeat].sum()) if repeat.any() else None,
+        orders_model=selection.chosen,
+        selection=selection,
     )
     return record.with_version()
+
+
+#: The family that values customers when no holdout can choose one: MBG/NBD
+#: lets one-time buyers' P(alive) fall with age, unlike BG/NBD.
+DEFAULT_ORDERS_MODEL = "mbgnbd"
+
+
+def select_orders_model(pop: Population, full: Mapping[str, FitResult[Any]]) -> Selection:
+    """Fit every family on the calibration period, score it on the holdout,
+    and choose (``ltv.holdout``); only families whose fit on the whole
+    history converged may be chosen. Without a holdout (none configured, or
+    a history too short for one) the default family is kept, and why is said."""
+    split_at = pop.as_of - timedelta(days=pop.holdout_days)
+    if not pop.holdout_days:
+        return Selection(DEFAULT_ORDERS_MODEL, reason="no holdout configured")
+    cal_rows = np.frombuffer(pop.cal_rows, dtype=np.int64)
+    span = float(_column(pop.T).max()) if len(pop) else 0.0
+    if holdout.holdout_days(span, pop.holdout_days) < pop.holdout_days:
+        return Selection(
+            DEFAULT_ORDERS_MODEL,
+            split_at=split_at,
+            holdout_days=pop.holdout_days,
+            reason=f"a {span:.0f}-day history is too short for a {pop.holdout_days}-day holdout",
+        )
+    split = holdout.Split.of(
+        _column(pop.x_cal),
+        _column(pop.t_x_cal),
+        _column(pop.T_cal),
+        _column(pop.x)[cal_rows],
+        _column(pop.t_x)[cal_rows],
+        _column(pop.T)[cal_rows],
+        float(pop.holdout_days),
+    )
+    scores: dict[str, holdout.HoldoutScore] = {}
+    for name, family in FAMILIES.items():
+        fitted = family.fit(split.x_cal, split.t_x_cal, split.T_cal, split.weight)
+        scores[name] = holdout.score(
+            holdout.Plain(fitted.params),
+            split,
+            calibration_log_likelihood=fitted.log_likelihood,
+            converged=fitted.converged and full[name].converged,
+        )
+    chosen = holdout.choose(scores)
+    return Selection(
+        chosen or DEFAULT_ORDERS_MODEL,
+        split_at=split_at,
+        holdout_days=pop.holdout_days,
+        customers=split.customers,
+        scores=scores,
+        reason=None if chosen else "no candidate converged on the calibration period",
+    )
 
 
 #: Subscribers a plan needs for a retention fit of its own (else its interval's serves).
@@ -325,7 +403,9 @@ async def run_fit(client: Any, settings: Settings, as_of: datetime) -> FitOutcom
     started = time.perf_counter()
     try:
         previous = await load_model(client, settings.app_id) or ModelRecord()
-        pop = Population(as_of, ValueBasis(settings.value_basis))
+        pop = Population(
+            as_of, ValueBasis(settings.value_basis), holdout_days=settings.fit_holdout_days
+        )
         try:
             await scan_population(client, settings, pop, _in_thread)
             if not len(pop):

@@ -75,6 +75,9 @@ class Settings(BaseSettings):
     max_customer_events: int = Field(20_000, ge=100, le=40_000)
     # Seconds between periodic model fits in the worker group (streams.fit).
     fit_interval: float = Field(3600.0, ge=1.0, le=30 * 86400.0)
+    # Days at the end of the history each fit holds out to choose the orders
+    # model on (ltv.holdout); 0 skips the choice and values with MBG/NBD.
+    fit_holdout_days: int = Field(90, ge=0, le=3650)
     # Seconds between ticks of the inactivity timer (streams.inactivity).
     inactivity_interval: float = Field(60.0, gt=0.0, le=86400.0)
     # Keep the group insights (docs/insights.md): each customer's contribution

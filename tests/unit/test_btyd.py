@@ -18,12 +18,14 @@ from scipy.special import beta as beta_fn
 from scipy.special import hyp2f1
 from scipy.stats import gamma as gamma_dist
 
-from ltv import bgnbd, clv, gammagamma, mbgnbd
-from ltv.betageo import BetaGeoParams, growth_curve
+from ltv import bgnbd, clv, gammagamma, mbgnbd, paretonbd
+from ltv.betageo import BetaGeoParams
+from ltv.orders import OrdersParams, family_of
 from ltv.summary import summarise
 
 BG_WEEK = bgnbd.BGNBDParams(r=0.243, alpha=4.414, a=0.793, b=2.426)
 MBG_WEEK = mbgnbd.MBGNBDParams(r=0.525, alpha=6.183, a=0.891, b=1.614)
+PARETO_WEEK = paretonbd.ParetoNBDParams(r=0.553, alpha=10.578, s=0.606, beta=11.669)
 SPEND = gammagamma.GammaGammaParams(p=6.25, q=3.74, gamma=15.44)
 CUSTOMERS = [(0, 0.0, 30.0), (1, 2.0, 38.0), (2, 30.43, 38.86), (7, 35.0, 36.0), (15, 10.0, 70.0)]
 
@@ -159,11 +161,12 @@ def test_stable_over_wide_ranges(
     assert det >= undiscounted / 1.1 ** (t / 365.0) - tolerance
 
 
-def brute_force_det(params: BetaGeoParams, x: int, t_x: float, T: float, horizon: float) -> float:
+def brute_force_det(params: OrdersParams, x: int, t_x: float, T: float, horizon: float) -> float:
     """Stieltjes sum of e^(-delta s) dE[Y(s)] on a fine uniform grid (midpoint rule)."""
     delta = math.log(1.1) / 365.0
     grid = np.linspace(0.0, horizon, 200_001)
-    curve = bgnbd.p_alive(params, x, t_x, T) * growth_curve(params, x, T, grid)
+    family = family_of(params)
+    curve = family.p_alive(params, x, t_x, T) * family.growth_curve(params, x, T, grid)
     midpoints = 0.5 * (grid[1:] + grid[:-1])
     return float(np.sum(np.exp(-delta * midpoints) * np.diff(curve)))
 
@@ -176,10 +179,14 @@ def brute_force_det(params: BetaGeoParams, x: int, t_x: float, T: float, horizon
         (BG_WEEK.rescale_time(7.0), 4, 150.0, 260.0),
         (mbgnbd.MBGNBDParams(2.0, 0.05, 0.3, 5.0), 1, 1.0, 1.0),
         (bgnbd.BGNBDParams(0.3, 30.0, 3.0, 0.5), 400, 9_000.0, 9_100.0),
+        (PARETO_WEEK.rescale_time(7.0), 0, 0.0, 0.0),
+        (PARETO_WEEK.rescale_time(7.0), 2, 30.0, 200.0),
+        (PARETO_WEEK.rescale_time(7.0), 26, 216.0, 217.0),
+        (paretonbd.ParetoNBDParams(0.3, 30.0, 1.0, 0.5), 400, 9_000.0, 9_100.0),
     ],
 )
 def test_discounted_orders_match_brute_force_integration(
-    params: BetaGeoParams, x: int, t_x: float, T: float
+    params: OrdersParams, x: int, t_x: float, T: float
 ) -> None:
     brute = brute_force_det(params, x, t_x, T, 365.0)
     vector = float(clv.discounted_expected_orders(params, x, t_x, T)[0])
@@ -188,9 +195,11 @@ def test_discounted_orders_match_brute_force_integration(
     assert scalar == pytest.approx(brute, rel=1e-7)
 
 
-def test_discounting_lowers_value_and_zero_rate_gives_expected_orders() -> None:
-    params = MBG_WEEK.rescale_time(7.0)
-    undiscounted = float(mbgnbd.expected_orders(params, 365.0, 3, 100.0, 200.0))
+@pytest.mark.parametrize("params", [MBG_WEEK.rescale_time(7.0), PARETO_WEEK.rescale_time(7.0)])
+def test_discounting_lowers_value_and_zero_rate_gives_expected_orders(
+    params: OrdersParams,
+) -> None:
+    undiscounted = float(family_of(params).expected_orders(params, 365.0, 3, 100.0, 200.0))
     at_zero = clv.value_customer(params, SPEND, 3, 100.0, 200.0, 40.0, annual_discount_rate=0.0)
     at_ten = clv.value_customer(params, SPEND, 3, 100.0, 200.0, 40.0)
     assert at_zero.discounted_orders == pytest.approx(undiscounted, rel=1e-12)
