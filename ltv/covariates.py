@@ -115,7 +115,8 @@ class Design:
     def matrix(self, values: Sequence[Sequence[str | None]]) -> FloatArray:
         """Design matrix, one :meth:`row` per customer, shape (customers, columns)."""
         width = sum(len(kept) for kept in self.levels)
-        return np.array([self.row(v) for v in values], dtype=np.float64).reshape(-1, width)
+        rows = [self.row(v) for v in values]
+        return np.array(rows, dtype=np.float64).reshape(len(rows), width)
 
     def as_json(self) -> dict[str, Any]:
         return {"names": list(self.names), "levels": [list(kept) for kept in self.levels]}

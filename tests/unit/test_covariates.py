@@ -313,6 +313,8 @@ def test_matrix_rows_are_the_rows() -> None:
     for row, v in zip(matrix, values, strict=True):
         assert tuple(row) == design.row(v)
     assert design.matrix([]).shape == (0, 5)
+    nothing_kept = Design(("country",), ((),))
+    assert nothing_kept.matrix([["uk"], [None]]).shape == (2, 0)
 
 
 def test_json_round_trips() -> None:
