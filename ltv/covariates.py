@@ -17,8 +17,9 @@ Signs: alpha and beta are gamma *rates*, so the minus sign makes a positive
 g_p raise the mean purchase rate r/alpha_i (and a positive g_d the mean dropout
 rate s/beta_i) by the factor exp(g . z). For a and b there is no such reading
 and they take the plain exponential; the mean dropout probability
-a_i/(a_i+b_i) rises with g_a - g_b. (The signs are those of the note as it is
-cited by its public implementations; I could not read the note itself.)
+a_i/(a_i+b_i) rises with g_a - g_b. These are the note's signs as recalled
+when this was written (the note's text was not at hand to re-check); any
+other sign convention is the same model with the effects negated.
 
 Why per-customer parameters are enough: given z_i, customer i is an ordinary
 BG/NBD, MBG/NBD or Pareto/NBD customer with the parameters above, so the
