@@ -46,9 +46,6 @@ import numpy as np
 import numpy.typing as npt
 from scipy.stats import chi2
 
-from ltv import betageo, bgnbd, mbgnbd, paretonbd
-from ltv.betageo import BetaGeoParams
-from ltv.bgnbd import BGNBDParams
 from ltv.fitting import (
     ArrayLike,
     FitResult,
@@ -58,18 +55,13 @@ from ltv.fitting import (
     prepare_weights,
     validate_summaries,
 )
-from ltv.mbgnbd import MBGNBDParams
+from ltv.orders import FAMILIES, OrdersParams, family_of
 from ltv.paretonbd import ParetoNBDParams
 
 Family = Literal["bgnbd", "mbgnbd", "paretonbd"]
-PlainParams = BetaGeoParams | ParetoNBDParams
+PlainParams = OrdersParams
 Index = npt.NDArray[np.intp]
 
-_PARAMS_TYPE: dict[str, type[BetaGeoParams] | type[ParetoNBDParams]] = {
-    "bgnbd": BGNBDParams,
-    "mbgnbd": MBGNBDParams,
-    "paretonbd": ParetoNBDParams,
-}
 # Covariate effects on the dropout process: Pareto/NBD (g_d,), BG family (g_a, g_b).
 _DROPOUT_EFFECTS: dict[str, int] = {"bgnbd": 2, "mbgnbd": 2, "paretonbd": 1}
 
@@ -187,7 +179,7 @@ class CovariateModel:
     )
 
     def __post_init__(self) -> None:
-        if type(self.base) is not _PARAMS_TYPE[self.family]:
+        if type(self.base) is not FAMILIES[self.family].params_type:
             raise ValueError(f"{self.family} needs base parameters of its own type")
         width = len(self.design.columns())
         if len(self.purchase) != width:
@@ -244,9 +236,9 @@ class CovariateModel:
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Self:
         family = str(data["family"])
-        if family not in _PARAMS_TYPE:
+        if family not in FAMILIES:
             raise ValueError(f"unknown model family {family!r}")
-        base = _PARAMS_TYPE[family](**{k: float(v) for k, v in data["base"].items()})
+        base = FAMILIES[family].params(data["base"])
         return cls(
             cast(Family, family),
             base,
@@ -298,9 +290,7 @@ def _per_group(
 def _plain_log_likelihood(
     params: PlainParams, x: FloatArray, t_x: FloatArray, T: FloatArray
 ) -> FloatArray:
-    if isinstance(params, ParetoNBDParams):
-        return paretonbd.log_likelihood(params, x, t_x, T)
-    return betageo.log_likelihood(params, x, t_x, T)
+    return family_of(params).log_likelihood(params, x, t_x, T)
 
 
 def log_likelihood(
@@ -320,9 +310,7 @@ def p_alive(
     xa, txa, Ta = as_float_array(x), as_float_array(t_x), as_float_array(T)
 
     def evaluate(params: PlainParams, i: Index) -> FloatArray:
-        if isinstance(params, ParetoNBDParams):
-            return paretonbd.p_alive(params, xa[i], txa[i], Ta[i])
-        return betageo.p_alive(params, xa[i], txa[i], Ta[i])
+        return family_of(params).p_alive(params, xa[i], txa[i], Ta[i])
 
     return _per_group(model, Z, evaluate, len(xa))
 
@@ -335,9 +323,7 @@ def expected_orders(
     ta = np.broadcast_to(as_float_array(t), xa.shape)
 
     def evaluate(params: PlainParams, i: Index) -> FloatArray:
-        if isinstance(params, ParetoNBDParams):
-            return paretonbd.expected_orders(params, ta[i], xa[i], txa[i], Ta[i])
-        return betageo.expected_orders(params, ta[i], xa[i], txa[i], Ta[i])
+        return family_of(params).expected_orders(params, ta[i], xa[i], txa[i], Ta[i])
 
     return _per_group(model, Z, evaluate, len(xa))
 
@@ -346,16 +332,8 @@ def fit_plain(
     family: Family, x: ArrayLike, t_x: ArrayLike, T: ArrayLike, weights: ArrayLike | None = None
 ) -> FitResult[PlainParams]:
     """The family's plain maximum-likelihood fit (no covariates)."""
-    result: FitResult[BGNBDParams] | FitResult[MBGNBDParams] | FitResult[ParetoNBDParams]
-    if family == "bgnbd":
-        result = bgnbd.fit(x, t_x, T, weights)
-    elif family == "mbgnbd":
-        result = mbgnbd.fit(x, t_x, T, weights)
-    else:
-        result = paretonbd.fit(x, t_x, T, weights)
-    return FitResult(
-        result.params, result.log_likelihood, result.converged, result.iterations, result.n
-    )
+    result: FitResult[PlainParams] = FAMILIES[family].fit(x, t_x, T, weights)
+    return result
 
 
 def fit(
@@ -397,7 +375,7 @@ def fit(
     n_dropout = _DROPOUT_EFFECTS[family]
 
     def model_of(vector: FloatArray) -> CovariateModel:
-        base = _PARAMS_TYPE[family](*(float(v) for v in vector[:4]))
+        base = FAMILIES[family].params_type(*(float(v) for v in vector[:4]))
         effects = np.log(vector[4:]).reshape(1 + n_dropout, width)
         return CovariateModel(
             family,
