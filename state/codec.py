@@ -22,6 +22,19 @@ encodes exactly as before it existed, so values written before it still decode,
 and each state still has one encoding (no ``null`` placeholder is written or
 read).  The feedback comment is not stored.
 
+The fourth element holds what the customer's earliest orders decide:
+``[channel, channel time, channel order id]``, and, only when the customer has
+a first category, three more entries ``first category, time, order id`` (six
+in all).  Extending this element rather than adding a thirteenth keeps the
+two optional parts independent: a state may have a first category with or
+without a score, and neither needs a ``null`` in the other's place (a
+trailing element could only be told from the score by its contents).  A state
+without a first category encodes exactly as before it was kept, so older
+values decode unchanged; an older value with categories no longer knows which
+order carried them, and its first category stays unknown
+(``state.customer.apply_purchase``).  Three entries or six, and six only with
+all three set: anything else is refused.
+
 Format 3: byte ``0x03``, then the body raw-deflated (4 KiB window)
 against the preset dictionary ``data/state-zdict-v3.txt``, a frozen sample of
 encoded demo-shop states (``bench/zdict.py`` made it).  The dictionary is what
@@ -182,11 +195,14 @@ def deflate(body: bytes) -> bytes:
 def encode_body(s: CustomerState) -> bytes:
     """The state's JSON body before deflate (what the preset dictionary samples)."""
     sub = s.subscription
+    firsts: list[Any] = [s.channel, _ot(s.channel_at), s.channel_order]
+    if s.first_category is not None:
+        firsts += [s.first_category, _ot(s.first_category_at), s.first_category_order]
     doc: list[Any] = [
         s.customer_id,
         s.version,
         str(s.gross),
-        [s.channel, _ot(s.channel_at), s.channel_order],
+        firsts,
         sorted(s.categories),
         None
         if sub is None
@@ -261,7 +277,7 @@ def _decode_body(doc: list[Any]) -> CustomerState:
         customer_id,
         version,
         gross,
-        (channel, channel_at, channel_order),
+        (channel, channel_at, channel_order, *first_category),
         categories,
         sub,
         sub_ended,
@@ -277,6 +293,14 @@ def _decode_body(doc: list[Any]) -> CustomerState:
     if rest:
         at, event_id, value = rest[0]
         score = Score(_dt(at), event_id, value)
+    category, category_at, category_order = first_category or (None, None, None)
+    # Written only with all three set: a null among them is a second encoding.
+    if first_category and not (
+        isinstance(category, str)
+        and isinstance(category_at, int)
+        and isinstance(category_order, str)
+    ):
+        raise CodecError(f"corrupt state value: first category {first_category!r}")
     s = CustomerState(
         customer_id=customer_id,
         version=version,
@@ -284,6 +308,9 @@ def _decode_body(doc: list[Any]) -> CustomerState:
         channel=channel,
         channel_at=_odt(channel_at),
         channel_order=channel_order,
+        first_category=category,
+        first_category_at=_odt(category_at),
+        first_category_order=category_order,
         categories=set(categories),
         subscription=None
         if sub is None

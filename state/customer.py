@@ -16,11 +16,11 @@ Order independence
       order and the set of its matched cancellations; sums are exact Decimal sums;
     * refunds of an order are ``min(amount, sum of refunds)`` (a full refund counts as
       the whole amount), which is the same in any order;
-    * "first" things (channel, first order, first day) are minima in event time with
-      ties broken by order id, "latest" things (subscription plan) maxima; the
-      distinct purchase days are a multiset of days of orders not fully cancelled,
-      so a late order that becomes the first, or the cancellation of the only
-      order of the first day, moves the first day exactly;
+    * "first" things (channel, first category, first order, first day) are minima
+      in event time with ties broken by order id, "latest" things (subscription
+      plan) maxima; the distinct purchase days are a multiset of days of orders
+      not fully cancelled, so a late order that becomes the first, or the
+      cancellation of the only order of the first day, moves the first day exactly;
     * a cancellation that arrives before its purchase is held and applied when the
       purchase arrives, however late; ``notify_unmatched`` only marks it as
       reported (the dead letter is a notice), it never drops it;
@@ -227,6 +227,12 @@ class CustomerState:
     channel: str | None = None
     channel_at: datetime | None = None
     channel_order: str | None = None
+    # The smallest category of the earliest order carrying one, and that order's
+    # key: a time-invariant covariate for the models.  Like the channel, it is a
+    # fact of the order, so a cancellation of that order leaves it.
+    first_category: str | None = None
+    first_category_at: datetime | None = None
+    first_category_order: str | None = None
     categories: set[str] = field(default_factory=set)
     subscription: SubscriptionState | None = None
     subscription_ended_at: datetime | None = None
@@ -338,6 +344,7 @@ _WATCHED = (
     "first_order_at",
     "last_order_at",
     "channel",
+    "first_category",
     "categories",
     "subscription",
     "subscription_ended_at",
@@ -368,6 +375,16 @@ def margin_of(net: Decimal, rate: Decimal) -> Decimal:
 
 def _min_time(a: datetime | None, b: datetime) -> datetime:
     return b if a is None or b < a else a
+
+
+def _precedes(p: Purchase, at: datetime | None, order_id: str | None) -> bool:
+    """Whether ``p`` comes before the order a "first" field was taken from
+    (``at``, ``order_id``; None: no order yet).
+
+    Event time, ties broken by order id: the field ends up the minimum over
+    all orders that carry it, whatever order they arrive in.
+    """
+    return at is None or order_id is None or (p.occurred_at, p.order_id) < (at, order_id)
 
 
 def _copy(s: CustomerState) -> CustomerState:
@@ -411,11 +428,18 @@ def apply_purchase(state: CustomerState, p: Purchase, cfg: StateConfig) -> Trans
     s.ledger[key] = entry
     s.gross = _add(s.gross, net)
     _count_order(s, entry, +1)
-    if p.channel is not None and (
-        s.channel_at is None or (p.occurred_at, p.order_id) < (s.channel_at, s.channel_order or "")
-    ):
+    if p.channel is not None and _precedes(p, s.channel_at, s.channel_order):
         s.channel, s.channel_at, s.channel_order = p.channel, p.occurred_at, p.order_id
-    _add_categories(s, (i.category for i in p.items if i.category is not None), cfg)
+    categories = {i.category for i in p.items if i.category is not None}
+    # Categories without a first category: a value stored before the first
+    # category was kept, which no longer knows the orders that carried them.
+    # It stays unknown rather than be taken from a later order.
+    unknown = s.first_category is None and bool(s.categories)
+    # The smallest of the order's categories: where an item sits in the order means nothing.
+    if categories and not unknown and _precedes(p, s.first_category_at, s.first_category_order):
+        s.first_category = min(categories)
+        s.first_category_at, s.first_category_order = p.occurred_at, p.order_id
+    _add_categories(s, categories, cfg)
     if p.subscription is not None:
         _record_charge(s, p, net)
     s.version += 1

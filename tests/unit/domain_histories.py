@@ -57,7 +57,9 @@ def purchase_fields(when: st.SearchStrategy[int]) -> st.SearchStrategy[PurchaseF
     )
 
 
-_purchase_fields = purchase_fields(moments)
+# Purchases, too, often share a moment, so that ties of the "first" things
+# (channel, first category) are broken by order id.
+_purchase_fields = purchase_fields(moments | st.sampled_from((0, 1440)))
 _cancel_fields = st.tuples(
     moments,
     st.none() | money,
@@ -223,6 +225,7 @@ class Expected:
     last_order_at: datetime | None
     first_day_net: Decimal
     channel: str | None
+    first_category: str | None
     categories: frozenset[str]
     plan: str | None
     subscription_ended_at: datetime | None
@@ -269,6 +272,7 @@ def oracle(events: Sequence[Event], default_margin: Decimal = CFG.default_margin
     days = {p.occurred_at.date() for p in live}
     first = min((p.occurred_at for p in live), default=None)
     with_channel = [p for p in orders.values() if p.channel]
+    with_category = [p for p in orders.values() if any(i.category for i in p.items)]
     charges = [p for p in orders.values() if p.subscription]
     ends = [c.occurred_at for c in matched if c.scope is Scope.SUBSCRIPTION]
     answers = [(f.occurred_at, f.event_id, f.score) for f in distinct if isinstance(f, Feedback)]
@@ -287,6 +291,13 @@ def oracle(events: Sequence[Event], default_margin: Decimal = CFG.default_margin
         ),
         channel=min(with_channel, key=lambda p: (p.occurred_at, p.order_id)).channel
         if with_channel
+        else None,
+        first_category=min(
+            i.category
+            for i in min(with_category, key=lambda p: (p.occurred_at, p.order_id)).items
+            if i.category
+        )
+        if with_category
         else None,
         categories=frozenset(i.category for p in orders.values() for i in p.items if i.category),
         plan=max(charges, key=lambda p: (p.occurred_at, p.order_id)).subscription.plan_id  # type: ignore[union-attr]
@@ -311,6 +322,7 @@ def observed(state: CustomerState) -> Expected:
         last_order_at=state.last_order_at,
         first_day_net=state.first_day_value()[0],
         channel=state.channel,
+        first_category=state.first_category,
         categories=frozenset(state.categories),
         plan=None if state.subscription is None else state.subscription.plan_id,
         subscription_ended_at=state.subscription_ended_at,

@@ -64,11 +64,26 @@ WITHOUT_FEEDBACK = (
 )
 
 
-def test_a_value_written_without_feedback_still_decodes_and_encodes_the_same() -> None:
-    state = decode_state(_deflated(WITHOUT_FEEDBACK))
-    assert state.score is None and state.nps_class == "unknown"
+#: The same order with an NPS answer, as written before the state kept first
+#: categories (the documented twelfth element).
+WITH_FEEDBACK = WITHOUT_FEEDBACK[:-1] + b',[1772323200000000,"f-1",9]]'
+
+
+def _with_firsts(extra: bytes) -> bytes:
+    """``WITHOUT_FEEDBACK`` with ``extra`` appended to its channel element."""
+    return WITHOUT_FEEDBACK.replace(b'"o-1"]', b'"o-1"' + extra + b"]", 1)
+
+
+@pytest.mark.parametrize("body", [WITHOUT_FEEDBACK, WITH_FEEDBACK])
+def test_a_value_written_before_still_decodes_and_encodes_the_same(body: bytes) -> None:
+    """Written before the score or the first category was kept: a state without
+    a first category has the old layout, byte for byte."""
+    state = decode_state(_deflated(body))
+    assert (state.score is None) == (body == WITHOUT_FEEDBACK)
     assert (state.orders, state.net, state.version) == (1, Decimal("8.5000"), 2)
-    assert encode_body(state) == WITHOUT_FEEDBACK
+    # Its category came from an order it no longer knows (state.customer).
+    assert state.categories == {"books"} and state.first_category is None
+    assert encode_body(state) == body
 
 
 def test_the_latest_score_round_trips_as_a_trailing_element() -> None:
@@ -80,6 +95,24 @@ def test_the_latest_score_round_trips_as_a_trailing_element() -> None:
         raw = encode_state(state)
         assert decode_state(raw) == state and encode_state(decode_state(raw)) == raw
         assert orjson.loads(encode_body(state))[11:] == [[int(at.timestamp()) * 10**6, "f-2", 7]]
+
+
+@pytest.mark.parametrize("categories", [[], ["toys", "books"]])
+@pytest.mark.parametrize("answered", [False, True])
+def test_the_first_category_round_trips_with_or_without_a_score(
+    categories: list[str], answered: bool
+) -> None:
+    """It extends the channel element to six entries, only when there is one;
+    the score stays the optional twelfth element."""
+    order = make_purchase(1, (0, Decimal(10), "SEK", None, None, categories, None))
+    state = replay([order, make_feedback((90, 7, 2))] if answered else [order])
+    assert state.first_category == (min(categories) if categories else None)
+    raw = encode_state(state)
+    assert decode_state(raw) == state and encode_state(decode_state(raw)) == raw
+    body = orjson.loads(encode_body(state))
+    at = int(T0.timestamp()) * 10**6
+    assert body[3] == [None, None, None, *(["books", at, "o-1"] if categories else [])]
+    assert len(body) == (12 if answered else 11)
 
 
 def _deflated(body: bytes) -> bytes:
@@ -105,6 +138,13 @@ def _deflated(body: bytes) -> bytes:
         _deflated(WITHOUT_FEEDBACK[:-1] + b",null]"),
         _deflated(WITHOUT_FEEDBACK[:-1] + b',[0,"f-1"]]'),
         _deflated(WITHOUT_FEEDBACK[:-1] + b',[0,"f-1",9],[0,"f-2",9]]'),
+        # the first category: all three entries or none, never null
+        _deflated(_with_firsts(b',"books"')),
+        _deflated(_with_firsts(b',"books",0')),
+        _deflated(_with_firsts(b",null,null,null")),
+        _deflated(_with_firsts(b',"books",null,"o-1"')),
+        _deflated(_with_firsts(b',"books",0,null')),
+        _deflated(_with_firsts(b',"books",0,"o-1",0')),
         _deflated(b" " * (17 * 1024 * 1024)),  # inflates past MAX_BODY_BYTES
     ],
 )

@@ -5,6 +5,8 @@
 
 from __future__ import annotations
 
+import itertools
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -167,6 +169,44 @@ def test_first_channel_in_event_time_sticks() -> None:
     late_first = run(buy("o2", "1", day=5, channel="email"), buy("o1", "1", day=1, channel="seo"))
     early_first = run(buy("o1", "1", day=1, channel="seo"), buy("o2", "1", day=5, channel="email"))
     assert late_first.channel == early_first.channel == "seo"
+
+
+def test_first_category_is_the_smallest_of_the_earliest_order_carrying_one() -> None:
+    """By event time, ties by order id, in any arrival order; orders without a
+    category are skipped; neither a redelivery nor a cancellation moves it, and
+    the category cap does not reach it."""
+    art, food = [{"sku": "a", "category": "art"}], [{"sku": "f", "category": "food"}]
+    toys_books = [{"sku": "t", "category": "toys"}, {"sku": "n"}, {"sku": "b", "category": "books"}]
+    events = (
+        buy("o0", "1", day=0, items=[{"sku": "n"}]),  # the earliest: no category
+        buy("o2", "1", day=1, items=food),  # the same moment as o1, a larger order id
+        buy("o1", "1", day=1, items=toys_books),
+        buy("o3", "1", day=5, items=art),
+    )
+    want = ("books", T0 + timedelta(days=1), "o1")
+    for order in itertools.permutations(events):
+        s = run(*order, cfg=replace(CFG, max_categories=1))
+        assert (s.first_category, s.first_category_at, s.first_category_order) == want
+        assert s.categories == {"art"}
+    assert apply_purchase(s, buy("o1", "1", day=1, items=art), CFG).outcome == "duplicate"
+    cancelled = apply_cancellation(s, cancel("c1", "o1", day=2, scope="order"), CFG)
+    assert cancelled.state.orders == 3 and cancelled.state.first_category == "books"
+    assert "first_category" not in cancelled.changed
+    assert "first_category" in apply_purchase(new_state("c"), events[3], CFG).changed
+
+
+def test_a_state_stored_before_first_categories_keeps_it_unknown() -> None:
+    """Its categories came from orders it no longer knows: a later order's
+    category would be a guess.  Without categories nothing was lost."""
+    old = replace(
+        run(buy("o1", "1", items=[{"sku": "b", "category": "books"}])),
+        first_category=None,
+        first_category_at=None,
+        first_category_order=None,
+    )
+    later = buy("o2", "1", day=-1, items=[{"sku": "a", "category": "art"}])
+    assert apply_purchase(old, later, CFG).state.first_category is None
+    assert run(buy("o1", "1"), later).first_category == "art"
 
 
 def test_categories_are_distinct() -> None:
