@@ -105,9 +105,26 @@ def log_likelihood(params: BetaGeoParams, x: ArrayLike, t_x: ArrayLike, T: Array
         L = B(a, b+x+m)/B(a,b) * G(r+x) alpha^r / (G(r) (alpha+T)^(r+x))
           + [x>0 or m=1] B(a+1, b+x-1+m)/B(a,b) * G(r+x) alpha^r / (G(r) (alpha+t_x)^(r+x))
     """
-    r, alpha, a, b, m = params.r, params.alpha, params.a, params.b, params.offset
+    return log_likelihood_rows(params.r, params.alpha, params.a, params.b, params.offset, x, t_x, T)
+
+
+def log_likelihood_rows(
+    r: float,
+    alpha: ArrayLike,
+    a: ArrayLike,
+    b: ArrayLike,
+    m: int,
+    x: ArrayLike,
+    t_x: ArrayLike,
+    T: ArrayLike,
+) -> FloatArray:
+    """:func:`log_likelihood` with alpha, a and b given per customer (``m``: the
+    model's offset). Covariate models (``ltv.covariates``) scale them by each
+    customer's covariates; a fit evaluates the whole population in one call
+    this way instead of one call per distinct covariate row."""
     xa, txa, Ta = as_float_array(x), as_float_array(t_x), as_float_array(T)
-    common = gammaln(r + xa) - gammaln(r) + r * math.log(alpha) - betaln(a, b)
+    alpha, a, b = as_float_array(alpha), as_float_array(a), as_float_array(b)
+    common = gammaln(r + xa) - gammaln(r) + r * np.log(alpha) - betaln(a, b)
     alive = betaln(a, b + xa + m) - (r + xa) * np.log(alpha + Ta)
     has_dropout_term = (xa > 0) | (m == 1)
     # For BG/NBD at x = 0, b + x - 1 may be <= 0; evaluate at a safe x and mask.

@@ -46,6 +46,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy.stats import chi2
 
+from ltv import betageo, paretonbd
 from ltv.fitting import (
     ArrayLike,
     FitResult,
@@ -287,19 +288,36 @@ def _per_group(
     return out
 
 
-def _plain_log_likelihood(
-    params: PlainParams, x: FloatArray, t_x: FloatArray, T: FloatArray
-) -> FloatArray:
-    return family_of(params).log_likelihood(params, x, t_x, T)
-
-
 def log_likelihood(
     model: CovariateModel, x: ArrayLike, t_x: ArrayLike, T: ArrayLike, Z: ArrayLike
 ) -> FloatArray:
-    """Per-customer log-likelihood of (x, t_x, T) given each customer's design row."""
+    """Per-customer log-likelihood of (x, t_x, T) given each customer's design row.
+
+    One call of the plain likelihood with per-customer scale parameters
+    (``log_likelihood_rows`` of the family), not one per distinct design
+    row: a fit evaluates it once per parameter per iteration.
+    """
     xa, txa, Ta = as_float_array(x), as_float_array(t_x), as_float_array(T)
-    return _per_group(
-        model, Z, lambda p, i: _plain_log_likelihood(p, xa[i], txa[i], Ta[i]), len(xa)
+    Za = as_float_array(Z)
+    _check_width(model, Za)
+    base = model.base
+    purchase = np.exp(-Za @ np.asarray(model.purchase))
+    if isinstance(base, ParetoNBDParams):
+        (g_d,) = model.dropout
+        beta = base.beta * np.exp(-Za @ np.asarray(g_d))
+        return paretonbd.log_likelihood_rows(
+            base.r, base.alpha * purchase, base.s, beta, xa, txa, Ta
+        )
+    g_a, g_b = model.dropout
+    return betageo.log_likelihood_rows(
+        base.r,
+        base.alpha * purchase,
+        base.a * np.exp(Za @ np.asarray(g_a)),
+        base.b * np.exp(Za @ np.asarray(g_b)),
+        base.offset,
+        xa,
+        txa,
+        Ta,
     )
 
 
@@ -369,9 +387,6 @@ def fit(
         raise ValueError(f"Z must have {width} columns, as the design")
     w = prepare_weights(weights, xa.shape)
     plain = start if start is not None else fit_plain(family, xa, txa, Ta, w)
-    groups = [
-        (row, xa[i], txa[i], Ta[i], w[i]) for row, i in _groups(Za, len(xa)) if w[i].sum() > 0
-    ]
     n_dropout = _DROPOUT_EFFECTS[family]
 
     def model_of(vector: FloatArray) -> CovariateModel:
@@ -390,10 +405,7 @@ def fit(
             candidate = model_of(vector)
         except ValueError:  # a parameter overflowed in an unbounded polishing step
             return -math.inf
-        return math.fsum(
-            float(np.dot(wg, _plain_log_likelihood(candidate.params_for(row), xg, txg, Tg)))
-            for row, xg, txg, Tg, wg in groups
-        )
+        return float(np.dot(w, log_likelihood(candidate, xa, txa, Ta, Za)))
 
     base = plain.params.as_dict()
     initial = np.concatenate([list(base.values()), np.ones((1 + n_dropout) * width)])

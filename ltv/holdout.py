@@ -29,17 +29,21 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from ltv import covariates
+from ltv.covariates import CovariateModel
 from ltv.fitting import ArrayLike, FloatArray, as_float_array
 from ltv.orders import OrdersParams, family_of
 
 
 class Predictor(Protocol):
-    """A fitted orders model with its per-customer inputs bound (plain or with covariates)."""
+    """A fitted orders model, plain or with covariates (``Z``: the rows' design rows)."""
 
-    def log_likelihood(self, x: FloatArray, t_x: FloatArray, T: FloatArray) -> FloatArray: ...
+    def log_likelihood(
+        self, x: FloatArray, t_x: FloatArray, T: FloatArray, Z: FloatArray
+    ) -> FloatArray: ...
 
     def expected_orders(
-        self, t: float, x: FloatArray, t_x: FloatArray, T: FloatArray
+        self, t: float, x: FloatArray, t_x: FloatArray, T: FloatArray, Z: FloatArray
     ) -> FloatArray: ...
 
 
@@ -49,13 +53,32 @@ class Plain:
 
     params: OrdersParams
 
-    def log_likelihood(self, x: FloatArray, t_x: FloatArray, T: FloatArray) -> FloatArray:
+    def log_likelihood(
+        self, x: FloatArray, t_x: FloatArray, T: FloatArray, Z: FloatArray
+    ) -> FloatArray:
         return family_of(self.params).log_likelihood(self.params, x, t_x, T)
 
     def expected_orders(
-        self, t: float, x: FloatArray, t_x: FloatArray, T: FloatArray
+        self, t: float, x: FloatArray, t_x: FloatArray, T: FloatArray, Z: FloatArray
     ) -> FloatArray:
         return family_of(self.params).expected_orders(self.params, t, x, t_x, T)
+
+
+@dataclass(frozen=True, slots=True)
+class WithCovariates:
+    """A covariate model: each row has its design row's parameters."""
+
+    model: CovariateModel
+
+    def log_likelihood(
+        self, x: FloatArray, t_x: FloatArray, T: FloatArray, Z: FloatArray
+    ) -> FloatArray:
+        return covariates.log_likelihood(self.model, x, t_x, T, Z)
+
+    def expected_orders(
+        self, t: float, x: FloatArray, t_x: FloatArray, T: FloatArray, Z: FloatArray
+    ) -> FloatArray:
+        return covariates.expected_orders(self.model, t, x, t_x, T, Z)
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +86,8 @@ class Split:
     """Each customer who bought before the split: summaries at the split and at the end.
 
     ``weight`` counts identical rows (whole days make many), so a population
-    of millions is scored on its distinct rows.
+    of millions is scored on its distinct rows. ``Z`` holds the rows' design
+    rows for covariate models (no columns when there are none).
     """
 
     x_cal: FloatArray
@@ -75,6 +99,7 @@ class Split:
     weight: FloatArray
     #: Length of the holdout, in the time unit of the summaries.
     days: float
+    Z: FloatArray
 
     @classmethod
     def of(
@@ -86,17 +111,17 @@ class Split:
         t_x_end: ArrayLike,
         T_end: ArrayLike,
         days: float,
+        Z: ArrayLike | None = None,
     ) -> Split:
-        """Collapse per-customer columns to distinct rows with their counts."""
-        columns = np.column_stack(
-            [as_float_array(c) for c in (x_cal, t_x_cal, T_cal, x_end, t_x_end, T_end)]
-        )
-        if len(columns) == 0:
-            empty = np.zeros(0)
-            return cls(empty, empty, empty, empty, empty, empty, empty, days)
+        """Collapse per-customer columns (and design rows) to distinct rows with their counts."""
+        summaries = [as_float_array(c) for c in (x_cal, t_x_cal, T_cal, x_end, t_x_end, T_end)]
+        design = np.zeros((len(summaries[0]), 0)) if Z is None else as_float_array(Z)
+        columns = np.column_stack([*summaries, design])
         rows, counts = np.unique(columns, axis=0, return_counts=True)
         x_c, tx_c, T_c, x_e, tx_e, T_e = (rows[:, i].copy() for i in range(6))
-        return cls(x_c, tx_c, T_c, x_e, tx_e, T_e, counts.astype(np.float64), days)
+        return cls(
+            x_c, tx_c, T_c, x_e, tx_e, T_e, counts.astype(np.float64), days, rows[:, 6:].copy()
+        )
 
     @property
     def customers(self) -> int:
@@ -164,9 +189,11 @@ def score(
     """Score ``model`` (fitted on ``split``'s calibration columns) on the holdout."""
     w = split.weight
     with np.errstate(all="ignore"):
-        at_end = model.log_likelihood(split.x_end, split.t_x_end, split.T_end)
-        at_split = model.log_likelihood(split.x_cal, split.t_x_cal, split.T_cal)
-        predicted = model.expected_orders(split.days, split.x_cal, split.t_x_cal, split.T_cal)
+        at_end = model.log_likelihood(split.x_end, split.t_x_end, split.T_end, split.Z)
+        at_split = model.log_likelihood(split.x_cal, split.t_x_cal, split.T_cal, split.Z)
+        predicted = model.expected_orders(
+            split.days, split.x_cal, split.t_x_cal, split.T_cal, split.Z
+        )
     actual = split.actual
     total = float(w.sum())
     return HoldoutScore(

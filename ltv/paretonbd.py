@@ -125,10 +125,28 @@ def log_likelihood(
     params: ParetoNBDParams, x: ArrayLike, t_x: ArrayLike, T: ArrayLike
 ) -> FloatArray:
     """Per-customer log-likelihood of (x, t_x, T), the formula of the module docstring."""
-    r, alpha, s, beta = params.r, params.alpha, params.s, params.beta
+    return log_likelihood_rows(params.r, params.alpha, params.s, params.beta, x, t_x, T)
+
+
+def log_likelihood_rows(
+    r: float,
+    alpha: ArrayLike,
+    s: float,
+    beta: ArrayLike,
+    x: ArrayLike,
+    t_x: ArrayLike,
+    T: ArrayLike,
+) -> FloatArray:
+    """:func:`log_likelihood` with the rates alpha and beta given per customer.
+
+    Covariate models (``ltv.covariates``) scale the rates by each customer's
+    covariates; a fit evaluates the whole population in one call this way
+    instead of one call per distinct covariate row.
+    """
     xa, txa, Ta = as_float_array(x), as_float_array(t_x), as_float_array(T)
-    common = gammaln(r + xa) - gammaln(r) + r * math.log(alpha) + s * math.log(beta)
-    alive, dead = _log_terms(params, xa, txa, Ta)
+    aa, ba = as_float_array(alpha), as_float_array(beta)
+    common = gammaln(r + xa) - gammaln(r) + r * np.log(aa) + s * np.log(ba)
+    alive, dead = _log_terms(r, aa, s, ba, xa, txa, Ta)
     result: FloatArray = common + np.logaddexp(alive, dead)
     return result
 
@@ -141,7 +159,8 @@ def p_alive(params: ParetoNBDParams, x: ArrayLike, t_x: ArrayLike, T: ArrayLike)
     the log-odds ``dead - alive`` of the two terms, never a ratio of powers.
     """
     xa, txa, Ta = as_float_array(x), as_float_array(t_x), as_float_array(T)
-    alive, dead = _log_terms(params, xa, txa, Ta)
+    alpha, beta = as_float_array(params.alpha), as_float_array(params.beta)
+    alive, dead = _log_terms(params.r, alpha, params.s, beta, xa, txa, Ta)
     result: FloatArray = np.exp(-np.logaddexp(0.0, dead - alive))
     return result
 
@@ -209,13 +228,21 @@ def _growth(params: ParetoNBDParams, x: FloatArray, T: FloatArray, t: FloatArray
 
 
 def _log_terms(
-    params: ParetoNBDParams, x: FloatArray, t_x: FloatArray, T: FloatArray
+    r: float,
+    alpha: FloatArray,
+    s: float,
+    beta: FloatArray,
+    x: FloatArray,
+    t_x: FloatArray,
+    T: FloatArray,
 ) -> tuple[FloatArray, FloatArray]:
-    """Logs of the likelihood's two terms without their common factor: (alive at T, died)."""
-    r, alpha, s, beta = params.r, params.alpha, params.s, params.beta
+    """Logs of the likelihood's two terms without their common factor: (alive at T, died).
+
+    alpha and beta: one value for everyone or one per customer (broadcast).
+    """
     alive = -(r + x) * np.log(alpha + T) - s * np.log(beta + T)
-    at_last = _log_a(params, x, t_x)
-    at_end = _log_a(params, x, T)
+    at_last = _log_a(r, alpha, s, beta, x, t_x)
+    at_end = _log_a(r, alpha, s, beta, x, T)
     # A decreases in y; rounding must not make A(t_x) - A(T) negative. At
     # t_x = T the customer bought at T, cannot have died before: log 0 = -inf.
     gap = np.minimum(at_end - at_last, 0.0)
@@ -238,20 +265,25 @@ def _log_terms_scalar(
     return alive, dead
 
 
-def _log_a(params: ParetoNBDParams, x: FloatArray, y: FloatArray) -> FloatArray:
-    """log A(y) in the Euler-transformed form of the module docstring, broadcast."""
-    r, alpha, s, beta = params.r, params.alpha, params.s, params.beta
-    low, high = min(alpha, beta), max(alpha, beta)
+def _log_a(
+    r: float, alpha: FloatArray, s: float, beta: FloatArray, x: FloatArray, y: FloatArray
+) -> FloatArray:
+    """log A(y) in the Euler-transformed form of the module docstring, broadcast
+    (alpha and beta too: which form applies is decided per customer)."""
+    low, high = np.minimum(alpha, beta), np.maximum(alpha, beta)
     big = high + y
     z = (high - low) / big
     eps = (low + y) / big
+    first = np.broadcast_to(alpha >= beta, np.broadcast(x, y, alpha, beta).shape)
     x_b, z_b, eps_b = np.broadcast_arrays(x, z, eps)
-    if alpha >= beta:
-        b, q = r + x_b, np.full_like(x_b, s + 1.0)
-        power = -(r + x) * np.log(alpha + y) - s * np.log(beta + y)
-    else:
-        b, q = np.full_like(x_b, s + 1.0), r + x_b
-        power = -(r + x - 1.0) * np.log(alpha + y) - (s + 1.0) * np.log(beta + y)
+    x_b, z_b, eps_b = (np.broadcast_to(v, first.shape) for v in (x_b, z_b, eps_b))
+    b = np.where(first, r + x_b, s + 1.0)
+    q = np.where(first, s + 1.0, r + x_b)
+    power = np.where(
+        first,
+        -(r + x) * np.log(alpha + y) - s * np.log(beta + y),
+        -(r + x - 1.0) * np.log(alpha + y) - (s + 1.0) * np.log(beta + y),
+    )
     result: FloatArray = power + _log_h(b, q, z_b, eps_b)
     return result
 

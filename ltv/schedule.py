@@ -107,7 +107,7 @@ def risk_outlook(
         if step is None:
             return RiskOutlook(level)
         return RiskOutlook(level, last + timedelta(days=step), by_days_since(step))
-    params = model.orders
+    params = model.orders_for(c.first_order)
     first_day = _day(c.first_order_at or last)
     start = _age(first_day, c.t_x, clock)
     if start + max_days > c.t_x + BOUNDARY_SPAN:

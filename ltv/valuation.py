@@ -15,6 +15,7 @@ from datetime import datetime
 from decimal import Decimal
 from functools import lru_cache
 
+from ltv.acquisition import FirstOrder, OrdersCovariates
 from ltv.clv import value_customer
 from ltv.formulas import (
     ValueBasis,
@@ -63,6 +64,8 @@ class CustomerFigures:
     subscription_plan: str | None = None
     subscription_interval: str | None = None
     subscription_renewals: int = 0
+    #: The covariates of a covariate orders model (None: no order yet).
+    first_order: FirstOrder | None = None
 
 
 #: Days per billing interval (months and years as the fit job counts them).
@@ -96,6 +99,15 @@ class ModelSnapshot:
     #: sBG retention of subscriptions (``retention_key``: a plan's own fit, or
     #: its billing interval's); an interval without one keeps the BTYD value.
     retention: Mapping[str, SBGParams] = field(default_factory=dict)
+    #: The orders model with covariates, when the fit found they predict
+    #: better; ``orders`` is then its reference customer's parameters.
+    covariates: OrdersCovariates | None = None
+
+    def orders_for(self, first: FirstOrder | None) -> OrdersParams:
+        """The orders-model parameters of a customer with this first order."""
+        if self.covariates is None:
+            return self.orders
+        return self.covariates.params_for(first)
 
     def retention_of(self, interval: str, plan: str | None) -> SBGParams | None:
         """The plan's own retention fit, else its interval's, else None."""
@@ -149,7 +161,7 @@ def value(
     if model is not None:
         zbar = float(c.repeat_value) / c.x if c.x > 0 else 0.0
         v = value_customer(
-            model.orders,
+            model.orders_for(c.first_order),
             model.spend,
             c.x,
             c.t_x,

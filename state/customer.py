@@ -70,6 +70,7 @@ from typing import Literal, NamedTuple, cast
 
 import orjson
 
+from ltv.acquisition import FirstOrder
 from ltv.insights import nps_class as class_of_score
 from state.events import Cancellation, Feedback, InputEvent, InputKind, NpsClass, Purchase, Scope
 from state.fx import MONEY_CONTEXT, MONEY_QUANTUM, FxTable
@@ -269,6 +270,18 @@ class CustomerState:
             return ZERO, ZERO
         agg = self.days[_day(self.first_order_at)]
         return agg.net, agg.margin
+
+    def first_order(self) -> FirstOrder:
+        """The covariates of the orders model (``ltv.acquisition``): the channel,
+        the first purchase day's net value in base currency, the first
+        category and whether the first order started the subscription."""
+        sub = self.subscription
+        return FirstOrder(
+            channel=self.channel,
+            value=float(self.first_day_value()[0]),
+            category=self.first_category,
+            subscription=sub is not None and sub.started_at == self.first_order_at,
+        )
 
     def btyd(self, clock: datetime) -> BtydSummary | None:
         """BTYD sufficient statistics in days against ``clock`` (None: no orders)."""

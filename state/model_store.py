@@ -20,6 +20,7 @@ from urllib.parse import quote
 
 import orjson
 
+from ltv.acquisition import OrdersCovariates
 from ltv.gammagamma import GammaGammaParams
 from ltv.holdout import HoldoutScore
 from ltv.orders import FAMILIES
@@ -78,6 +79,50 @@ class FittedModel:
 
 
 @dataclass(frozen=True, slots=True)
+class CovariateChoice:
+    """Whether the chosen family values with first-order covariates, and why.
+
+    ``plain`` and ``scored`` are the holdout scores without and with
+    covariates on the same (sampled) calibration customers.
+    """
+
+    family: str
+    used: bool = False
+    reason: str | None = None
+    customers: int = 0
+    columns: tuple[str, ...] = ()
+    p_value: float | None = None
+    plain: HoldoutScore | None = None
+    scored: HoldoutScore | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "family": self.family,
+            "used": self.used,
+            "reason": self.reason,
+            "customers": self.customers,
+            "columns": list(self.columns),
+            "likelihood_ratio_p": self.p_value,
+            "plain": None if self.plain is None else self.plain.as_json(),
+            "covariates": None if self.scored is None else self.scored.as_json(),
+        }
+
+    @classmethod
+    def from_json(cls, doc: dict[str, Any]) -> CovariateChoice:
+        plain, scored = doc.get("plain"), doc.get("covariates")
+        return cls(
+            family=doc["family"],
+            used=bool(doc.get("used", False)),
+            reason=doc.get("reason"),
+            customers=int(doc.get("customers", 0)),
+            columns=tuple(doc.get("columns", ())),
+            p_value=doc.get("likelihood_ratio_p"),
+            plain=None if plain is None else HoldoutScore.from_json(plain),
+            scored=None if scored is None else HoldoutScore.from_json(scored),
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class Selection:
     """Which orders model values customers, and the holdout scores it was chosen by."""
 
@@ -89,6 +134,7 @@ class Selection:
     scores: dict[str, HoldoutScore] = field(default_factory=dict)
     #: Why no holdout chose (None: it did).
     reason: str | None = None
+    covariates: CovariateChoice | None = None
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -99,6 +145,7 @@ class Selection:
             "holdout_days": self.holdout_days,
             "customers": self.customers,
             "scores": {name: s.as_json() for name, s in self.scores.items()},
+            "covariates": None if self.covariates is None else self.covariates.as_json(),
         }
 
     @classmethod
@@ -110,6 +157,9 @@ class Selection:
             customers=int(doc.get("customers", 0)),
             scores={k: HoldoutScore.from_json(v) for k, v in doc.get("scores", {}).items()},
             reason=doc.get("reason"),
+            covariates=None
+            if doc.get("covariates") is None
+            else CovariateChoice.from_json(doc["covariates"]),
         )
 
 
@@ -134,6 +184,8 @@ class ModelRecord:
     #: The family in ``models`` that values customers (``ltv.orders.FAMILIES``).
     orders_model: str = "mbgnbd"
     selection: Selection | None = None
+    #: The orders model's covariate form, when the fit found it predicts better.
+    covariates: OrdersCovariates | None = None
 
     def as_json(self) -> dict[str, Any]:
         """The ``GET /model`` body (docs/http.md) plus the failure bookkeeping."""
@@ -160,6 +212,7 @@ class ModelRecord:
             "failures": self.failures,
             "orders_model": self.orders_model,
             "selection": None if self.selection is None else self.selection.as_json(),
+            "covariates": None if self.covariates is None else self.covariates.as_json(),
         }
 
     def dumps(self) -> bytes:
@@ -193,6 +246,9 @@ class ModelRecord:
             selection=None
             if doc.get("selection") is None
             else Selection.from_json(doc["selection"]),
+            covariates=None
+            if doc.get("covariates") is None
+            else OrdersCovariates.from_json(doc["covariates"]),
         )
 
     def with_version(self) -> ModelRecord:
@@ -221,7 +277,8 @@ class ModelRecord:
             version=self.version,
             orders=family.params(orders),
             spend=GammaGammaParams(spend["p"], spend["q"], spend["gamma"]),
-            name=f"{self.orders_model}+gammagamma",
+            name=f"{self.orders_model}{'+covariates' if self.covariates else ''}+gammagamma",
+            covariates=self.covariates,
             rfm=self.rfm_edges,
             subscription_monthly_churn=self.subscription_monthly_churn,
             population_gap_days=self.population_gap_days or DEFAULT_GAP_DAYS,

@@ -52,15 +52,18 @@ import uuid
 from array import array
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from functools import partial
-from typing import Any
+from typing import Any, cast
 
 import faust
 import numpy as np
+import numpy.typing as npt
 
-from ltv import gammagamma, holdout, sbg
+from ltv import covariates, gammagamma, holdout, sbg
+from ltv.acquisition import COVARIATES, FirstOrder, OrdersCovariates, band_edges, levels
+from ltv.covariates import design_of
 from ltv.fitting import FitResult, FloatArray
 from ltv.formulas import ValueBasis, historic_ltv
 from ltv.orders import FAMILIES
@@ -73,6 +76,7 @@ from state.customer import CustomerState
 from state.envelope import customer_state
 from state.model_store import (
     RETENTION_PREFIX,
+    CovariateChoice,
     FittedModel,
     ModelRecord,
     Selection,
@@ -153,9 +157,24 @@ class Population:
     t_x_cal: array[float] = field(default_factory=lambda: array("d"))
     T_cal: array[float] = field(default_factory=lambda: array("d"))
     cal_rows: array[int] = field(default_factory=lambda: array("q"))
+    #: Each customer's first order (``ltv.acquisition``): the first purchase
+    #: day's value, and its (channel, category, subscription) as a code into
+    #: ``first_kinds``, which holds the few distinct ones once.
+    first_value: array[float] = field(default_factory=lambda: array("d"))
+    first_kind: array[int] = field(default_factory=lambda: array("i"))
+    first_kinds: dict[tuple[str | None, str | None, bool], int] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.x)
+
+    def first_orders(self, rows: Iterable[int]) -> list[FirstOrder]:
+        """The first orders of the customers in ``rows``."""
+        kinds = list(self.first_kinds)
+        return [
+            FirstOrder(kinds[k][0], self.first_value[i], kinds[k][1], kinds[k][2])
+            for i in rows
+            for k in (self.first_kind[i],)
+        ]
 
     @property
     def split_day(self) -> int:
@@ -191,6 +210,10 @@ class Population:
         self.zbar.append(float(repeat) / summary.x if summary.x > 0 else 0.0)
         self.recency.append(max(0, (self.as_of - s.last_order_at).days))
         self.monetary.append(float(historic_ltv(s.net, s.margin, self.basis)))
+        first = s.first_order()
+        kind = (first.channel, first.category, first.subscription)
+        self.first_kind.append(self.first_kinds.setdefault(kind, len(self.first_kinds)))
+        self.first_value.append(first.value)
         if self.holdout_days:
             self._add_calibration(s)
 
@@ -250,6 +273,10 @@ def fit_population(pop: Population, fitted_at: datetime) -> ModelRecord:
     }
     results["gammagamma"] = gammagamma.fit(x, zbar)
     selection = select_orders_model(pop, results)
+    orders_covariates = None
+    if selection.reason is None:
+        orders_covariates, choice = choose_covariates(pop, selection.chosen, results)
+        selection = replace(selection, covariates=choice)
     # Only the chosen family values customers: the others are reported for
     # comparison, so their failure to converge (typically a ridge towards
     # a, b -> inf when the data show no dropout) is recorded, not fatal.
@@ -282,6 +309,7 @@ def fit_population(pop: Population, fitted_at: datetime) -> ModelRecord:
         population_gap_days=float(t_x[repeat].sum() / x[repeat].sum()) if repeat.any() else None,
         orders_model=selection.chosen,
         selection=selection,
+        covariates=orders_covariates,
     )
     return record.with_version()
 
@@ -335,6 +363,102 @@ def select_orders_model(pop: Population, full: Mapping[str, FitResult[Any]]) -> 
         scores=scores,
         reason=None if chosen else "no candidate converged on the calibration period",
     )
+
+
+#: Customers a covariate fit runs on at most. Its likelihood costs one plain
+#: evaluation per distinct design row, and its gradient one likelihood per
+#: parameter (4 + 3 per design column), so it works on an evenly spaced
+#: sample of the scan; maximum likelihood on a sample this size pins effects
+#: of a few percent of the customers down well.
+COVARIATE_SAMPLE = 50_000
+
+
+IntArray = npt.NDArray[np.int64]
+
+
+def _sample(n: int, at_most: int) -> IntArray:
+    """Evenly spaced positions of at most ``at_most`` of ``n`` rows (all when fewer)."""
+    return np.linspace(0, n - 1, min(n, at_most)).astype(np.int64) if n else np.zeros(0, np.int64)
+
+
+def choose_covariates(
+    pop: Population, family: str, full: Mapping[str, FitResult[Any]]
+) -> tuple[OrdersCovariates | None, CovariateChoice]:
+    """Whether the chosen family values better with the first order's covariates.
+
+    On the calibration period (a sample of it, ``COVARIATE_SAMPLE``) the
+    family is fitted with and without covariates; the covariate model is used
+    only when the likelihood-ratio test finds signal (else it only fits
+    noise) and it scores a higher holdout log-likelihood than the plain fit on
+    the same customers. It is then fitted again on the whole history.
+    """
+    cal_rows = np.frombuffer(pop.cal_rows, dtype=np.int64)
+    sample = _sample(len(cal_rows), COVARIATE_SAMPLE)
+    rows = cal_rows[sample]
+    firsts = pop.first_orders(rows.tolist())
+    edges = band_edges([f.value for f in firsts])
+    values = [levels(f, edges) for f in firsts]
+    design = design_of(COVARIATES, values)
+    if not design.columns():
+        return None, CovariateChoice(family, reason="no covariate level is common enough")
+    column = {name: _column(getattr(pop, name)) for name in ("x", "t_x", "T")}
+    split = holdout.Split.of(
+        _column(pop.x_cal)[sample],
+        _column(pop.t_x_cal)[sample],
+        _column(pop.T_cal)[sample],
+        column["x"][rows],
+        column["t_x"][rows],
+        column["T"][rows],
+        float(pop.holdout_days),
+        design.matrix(values),
+    )
+    name = cast(covariates.Family, family)
+    fits = covariates.fit_with_fallback(
+        name, split.x_cal, split.t_x_cal, split.T_cal, split.Z, design, split.weight
+    )
+    plain = holdout.score(
+        holdout.Plain(fits.plain.params),
+        split,
+        calibration_log_likelihood=fits.plain.log_likelihood,
+        converged=fits.plain.converged,
+    )
+    scored = holdout.score(
+        holdout.WithCovariates(fits.covariate.params),
+        split,
+        calibration_log_likelihood=fits.covariate.log_likelihood,
+        converged=fits.covariate.converged,
+    )
+    choice = CovariateChoice(
+        family,
+        customers=split.customers,
+        columns=design.columns(),
+        p_value=fits.p_value,
+        plain=plain,
+        scored=scored,
+    )
+    if not fits.uses_covariates:
+        return None, replace(choice, reason=f"no signal (likelihood-ratio p = {fits.p_value:.3g})")
+    if not scored.holdout_log_likelihood > plain.holdout_log_likelihood:
+        return None, replace(choice, reason="no better on the holdout than without covariates")
+    everyone = _sample(len(pop), COVARIATE_SAMPLE)
+    Z = design.matrix([levels(f, edges) for f in pop.first_orders(everyone.tolist())])
+    table = np.column_stack(
+        [column["x"][everyone], column["t_x"][everyone], column["T"][everyone], Z]
+    )
+    distinct, counts = np.unique(table, axis=0, return_counts=True)
+    fitted = covariates.fit(
+        name,
+        distinct[:, 0],
+        distinct[:, 1],
+        distinct[:, 2],
+        distinct[:, 3:],
+        design,
+        counts,
+        start=full[family],
+    )
+    if not fitted.converged:
+        return None, replace(choice, reason="the fit on the whole history did not converge")
+    return OrdersCovariates(fitted.params, edges), replace(choice, used=True)
 
 
 #: Subscribers a plan needs for a retention fit of its own (else its interval's serves).
@@ -493,9 +617,10 @@ class ModelInForce:
         snapshot = stored.snapshot()
         self.processor.model = snapshot
         if snapshot is not None:
-            if old.version is not None:
-                METRICS.model_info.remove(snapshot.name, old.version)
-            METRICS.model_info.labels(snapshot.name, snapshot.version).set(1)
+            METRICS.model_info.clear()
+            chosen_by = "holdout" if stored.selection and not stored.selection.reason else "default"
+            METRICS.model_info.labels(snapshot.name, snapshot.version, chosen_by).set(1)
+            _export_scores(stored.selection)
         if stored.fitted_at is not None:
             METRICS.model_fit_timestamp.set(stored.fitted_at.timestamp())
         for level, n in stored.population.get("churn_risk", {}).items():
@@ -504,6 +629,22 @@ class ModelInForce:
             METRICS.segment_customers.labels(segment).set(n)
         log.info("model version %s in force (was %s)", stored.version, old.version)
         return True
+
+
+def _export_scores(selection: Selection | None) -> None:
+    """The holdout figures of every candidate of the fit in force, as gauges."""
+    METRICS.model_holdout_log_likelihood.clear()
+    METRICS.model_holdout_error.clear()
+    if selection is None:
+        return
+    scores = dict(selection.scores)
+    choice = selection.covariates
+    if choice is not None and choice.scored is not None:
+        scores[f"{choice.family}+covariates"] = choice.scored
+    for candidate, score in scores.items():
+        METRICS.model_holdout_log_likelihood.labels(candidate).set(score.holdout_log_likelihood)
+        if score.error is not None:
+            METRICS.model_holdout_error.labels(candidate).set(score.error)
 
 
 def install(app: faust.App, settings: Settings, processor: Processor) -> ModelInForce:

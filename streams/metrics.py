@@ -95,8 +95,23 @@ class Metrics:
         )
         self.model_info = Gauge(
             "ltv_model_info",
-            "1 for the model name and version in force.",
-            ["model", "version"],
+            "1 for the model name and version in force, and how its orders model was"
+            " chosen (holdout: best holdout log-likelihood; default: no holdout).",
+            ["model", "version", "chosen_by"],
+            registry=registry,
+        )
+        self.model_holdout_log_likelihood = Gauge(
+            "ltv_model_holdout_log_likelihood",
+            "Holdout log-likelihood of each candidate orders model at the fit in force"
+            " (the highest is chosen).",
+            ["candidate"],
+            registry=registry,
+        )
+        self.model_holdout_error = Gauge(
+            "ltv_model_holdout_error",
+            "Predicted over actual holdout repeat purchase days, minus one, of each"
+            " candidate orders model at the fit in force.",
+            ["candidate"],
             registry=registry,
         )
         self.model_fit_timestamp = Gauge(

@@ -446,6 +446,7 @@ class Processor:
             subscription_renewals=(
                 completed_periods(sub.started_at, clock, sub.interval) if sub is not None else 0
             ),
+            first_order=s.first_order() if s.first_order_at is not None else None,
         )
 
     def update_body(

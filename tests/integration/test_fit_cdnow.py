@@ -153,10 +153,13 @@ async def test_cdnow_backfill_fit_reproduces_published_parameters(
             places = 3 if name != "gammagamma" else 2
             assert got == pytest.approx(value, abs=0.5 * 10**-places), (name, param, got)
     assert models["bgnbd"]["log_likelihood"] is not None and models["gammagamma"]["n"] == 946
-    assert (
-        metric(worker, "ltv_model_info", f'model="mbgnbd+gammagamma",version="{version.group(1)}"')
-        == 1
-    )
+    # The orders model that values was chosen on the last 90 days held out.
+    selection = body["selection"]
+    assert selection["chosen"] == body["orders_model"] and selection["reason"] is None
+    assert set(selection["scores"]) == {"bgnbd", "mbgnbd", "paretonbd"}
+    name = f"{body['orders_model']}{'+covariates' if body['covariates'] else ''}+gammagamma"
+    labels = f'model="{name}",version="{version.group(1)}",chosen_by="holdout"'
+    assert metric(worker, "ltv_model_info", labels) == 1
 
     # A new purchase of a CDNOW customer is valued with the fitted model.
     purchase = {
@@ -170,7 +173,7 @@ async def test_cdnow_backfill_fit_reproduces_published_parameters(
     await produce([event(deployment.purchases, purchase)])
     updates = await consume(deployment.updates, rows + 1, timeout=60)
     (update,) = [u for u in updates if u["cause"]["event_id"] == "after-fit"]
-    assert update["model"] == {"name": "mbgnbd+gammagamma", "version": version.group(1)}
+    assert update["model"] == {"name": name, "version": version.group(1)}
     assert update["p_alive"] is not None and 0 < update["p_alive"] <= 1
     assert update["predicted_ltv"] is not None and float(update["predicted_ltv"]) > 0
 

@@ -365,7 +365,9 @@ def test_model_in_force_swaps_the_processor_model_and_metrics() -> None:
     first = sample_record()
     assert model.apply(first)
     assert processor.model == first.snapshot()
-    assert sample_value(METRICS.model_info.labels("mbgnbd+gammagamma", first.version)) == 1
+    assert (
+        sample_value(METRICS.model_info.labels("mbgnbd+gammagamma", first.version, "default")) == 1
+    )
     assert not model.apply(first.failed("x", T0))  # same version: no reload
     assert model.record.last_error == "x"
     second = ModelRecord(fitted_at=T0, as_of=T0, n_customers=1, models=first.models).with_version()
