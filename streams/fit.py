@@ -306,9 +306,10 @@ DEFAULT_ORDERS_MODEL = "mbgnbd"
 class NoHoldout(FitError):
     """The population has no holdout to choose the orders model on (the message says why)."""
 
-    def __init__(self, reason: str, longest: int) -> None:
+    def __init__(self, reason: str, longest: int | None = None) -> None:
         super().__init__(reason)
-        #: The longest holdout the history allows (``ltv.holdout.holdout_days``; 0: none).
+        #: When the history is too short: the longest holdout it allows
+        #: (``ltv.holdout.holdout_days``; 0: none at all).
         self.longest = longest
 
 
@@ -337,7 +338,7 @@ def calibrate(pop: Population) -> Calibration:
     calibration period; raises NoHoldout when none is configured or the
     history is shorter than ``ltv.holdout.holdout_days`` allows."""
     if not pop.holdout_days:
-        raise NoHoldout("no holdout configured", 0)
+        raise NoHoldout("no holdout configured")
     span = float(_column(pop.T).max()) if len(pop) else 0.0
     longest = holdout.holdout_days(span, pop.holdout_days)
     if longest < pop.holdout_days:
@@ -345,6 +346,9 @@ def calibrate(pop: Population) -> Calibration:
             f"a {span:.0f}-day history is too short for a {pop.holdout_days}-day holdout",
             int(longest),
         )
+    if not len(pop.cal_rows):
+        # Only when as_of precedes stored orders: T, and so the span, counts them.
+        raise NoHoldout(f"no customer bought before the split at {pop.split_at:%Y-%m-%d}")
     cal_rows = np.frombuffer(pop.cal_rows, dtype=np.int64)
     split = holdout.Split.of(
         _column(pop.x_cal),

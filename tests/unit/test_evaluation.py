@@ -27,6 +27,7 @@ from streams.fit import (
     calibrate,
     choose_on_holdout,
     fit_orders_models,
+    select_orders_model,
 )
 
 SPLIT = 272  # 1997-09-30, in days since 1997-01-01
@@ -63,6 +64,13 @@ def test_no_holdout_says_how_long_one_may_be() -> None:
     assert info.value.longest == 60
     with pytest.raises(NoHoldout, match="no holdout configured"):
         calibrate(Population(pop.as_of, ValueBasis.REVENUE))
+    # A clock before stored orders: T counts them, but nobody bought before the split.
+    early = Population(T0 + timedelta(days=40), ValueBasis.REVENUE, holdout_days=30)
+    early.add(table_value(history("a", (20, "5"), (90, "5"))))
+    with pytest.raises(NoHoldout, match="no customer bought before the split") as info:
+        calibrate(early)
+    assert info.value.longest is None
+    assert select_orders_model(early, {}).reason == str(info.value)
 
 
 def per_customer_oracle() -> tuple[dict[int, tuple[int, int, int]], dict[int, int]]:
