@@ -72,12 +72,20 @@ def _cumulative(fig: Figure, result: Evaluation) -> None:
 
 
 def _alive(fig: Figure, result: Evaluation) -> None:
-    """P(alive) by frequency and recency; NaN cells (x = 0, t_x > 0) stay blank."""
+    """P(alive) by frequency and recency. The one-time buyers' row is one cell
+    wide (t_x = 0; the rest is NaN, blank), so its value is written beside it."""
     alive = result.alive
     ax = fig.add_subplot()
     image = ax.imshow(
-        alive.values, origin="lower", aspect="auto", vmin=0.0, vmax=1.0, cmap="viridis"
+        alive.values,
+        origin="lower",
+        aspect="auto",
+        interpolation="nearest",
+        vmin=0.0,
+        vmax=1.0,
+        cmap="viridis",
     )
+    ax.text(2, 0, f"one-time buyers: {alive.values[0, 0]:.2f}", va="center", fontsize=8)
     fig.colorbar(image, ax=ax, label="P(alive)")
     ax.set_xlabel("recency t_x: days from first to last purchase")
     ax.set_ylabel("repeat purchase days x")
