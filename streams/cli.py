@@ -196,6 +196,15 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     return asyncio.run(fit_command(_settings_or_exit(), args.as_of, wait=args.wait))
 
 
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from streams.evaluate import evaluate_command
+
+    settings = _settings_or_exit()
+    return asyncio.run(evaluate_command(settings, args.as_of, args.holdout_days, Path(args.out)))
+
+
 def _cmd_drop(args: argparse.Namespace) -> int:
     """Delete the deployment LTV_APP_ID: its topics and its Redis state."""
     from state.store.config import StoreConfig
@@ -415,6 +424,25 @@ def build_parser() -> argparse.ArgumentParser:
         "--wait", type=float, default=120.0, help="seconds to wait while another fit holds the lock"
     )
     fit.set_defaults(func=_cmd_fit)
+
+    evaluate = sub.add_parser(
+        "evaluate",
+        help="score every orders model on a holdout of the stored history, as the fit "
+        "chooses; print the tables and write PNG figures (stores nothing)",
+    )
+    evaluate.add_argument(
+        "--as-of", default=None, help="end of the holdout: YYYY-MM-DD or RFC 3339 (default: now)"
+    )
+    evaluate.add_argument(
+        "--holdout-days",
+        type=int,
+        default=None,
+        help="days held out before --as-of (default: LTV_FIT_HOLDOUT_DAYS)",
+    )
+    evaluate.add_argument(
+        "--out", default="var/evaluate", help="directory of the PNGs (default: var/evaluate)"
+    )
+    evaluate.set_defaults(func=_cmd_evaluate)
 
     drop = sub.add_parser(
         "drop",

@@ -164,6 +164,15 @@ class Population:
     first_kind: array[int] = field(default_factory=lambda: array("i"))
     first_kinds: dict[tuple[str | None, str | None, bool], int] = field(default_factory=dict)
 
+    #: Repeat purchase days of those customers per day of the holdout:
+    #: ``holdout_per_day[k]`` counts the days ``split_day + 1 + k``, through
+    #: ``as_of`` (``ltv evaluate`` plots the cumulative curve). One slot per
+    #: day, not per customer, so a million customers cost nothing extra.
+    holdout_per_day: array[int] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.holdout_per_day = array("q", bytes(8 * self.holdout_days))
+
     def __len__(self) -> int:
         return len(self.x)
 
@@ -175,6 +184,11 @@ class Population:
             for i in rows
             for k in (self.first_kind[i],)
         ]
+
+    @property
+    def split_at(self) -> datetime:
+        """End of the calibration period."""
+        return self.as_of - timedelta(days=self.holdout_days)
 
     @property
     def split_day(self) -> int:
@@ -227,6 +241,11 @@ class Population:
         self.t_x_cal.append(days[-1] - days[0])
         self.T_cal.append(split - days[0])
         self.cal_rows.append(len(self.x) - 1)
+        for day in s.days:
+            # Days after as_of (a clock before the stored orders) are not in
+            # the holdout; ``btyd`` cannot leave them out of x (no rewind).
+            if split < day <= split + self.holdout_days:
+                self.holdout_per_day[day - split - 1] += 1
 
     def _add_renewals(self, s: CustomerState, *, ended: bool) -> None:
         sub = s.subscription
@@ -261,16 +280,10 @@ def fit_population(pop: Population, fitted_at: datetime) -> ModelRecord:
     """Fit every model to ``pop`` (CPU-bound; raises FitError when it cannot)."""
     if not len(pop):
         raise FitError(f"no customer has an order as of {pop.as_of.isoformat()}")
-    x, t_x, T, zbar = _column(pop.x), _column(pop.t_x), _column(pop.T), _column(pop.zbar)
+    x, t_x, zbar = _column(pop.x), _column(pop.t_x), _column(pop.zbar)
     if not np.any((x > 0) & (zbar > 0)):
         raise FitError("no repeat buyer with a positive repeat value: nothing to fit spend on")
-    # In whole days many customers share (x, t_x, T): fit the distinct rows,
-    # weighted by their counts (same likelihood, far fewer evaluations).
-    rows, counts = np.unique(np.column_stack((x, t_x, T)), axis=0, return_counts=True)
-    ux, ut, uT = rows[:, 0], rows[:, 1], rows[:, 2]
-    results: dict[str, FitResult[Any]] = {
-        name: family.fit(ux, ut, uT, counts) for name, family in FAMILIES.items()
-    }
+    results = fit_orders_models(pop)
     results["gammagamma"] = gammagamma.fit(x, zbar)
     selection = select_orders_model(pop, results)
     orders_covariates = None
@@ -319,23 +332,53 @@ def fit_population(pop: Population, fitted_at: datetime) -> ModelRecord:
 DEFAULT_ORDERS_MODEL = "mbgnbd"
 
 
-def select_orders_model(pop: Population, full: Mapping[str, FitResult[Any]]) -> Selection:
-    """Fit every family on the calibration period, score it on the holdout,
-    and choose (``ltv.holdout``); only families whose fit on the whole
-    history converged may be chosen. Without a holdout (none configured, or
-    a history too short for one) the default family is kept, and why is said."""
-    split_at = pop.as_of - timedelta(days=pop.holdout_days)
+class NoHoldout(FitError):
+    """The population has no holdout to choose the orders model on (the message says why)."""
+
+    def __init__(self, reason: str, longest: int | None = None) -> None:
+        super().__init__(reason)
+        #: When the history is too short: the longest holdout it allows
+        #: (``ltv.holdout.holdout_days``; 0: none at all).
+        self.longest = longest
+
+
+@dataclass(frozen=True, slots=True)
+class Calibration:
+    """A population split at ``as_of - holdout``, and every family fitted on the
+    calibration period: what the fit chooses by and ``ltv evaluate`` shows."""
+
+    split_at: datetime
+    split: holdout.Split
+    fits: dict[str, FitResult[Any]]
+
+
+def fit_orders_models(pop: Population) -> dict[str, FitResult[Any]]:
+    """Every family of ``ltv.orders`` fitted on the whole history of ``pop``."""
+    x, t_x, T = _column(pop.x), _column(pop.t_x), _column(pop.T)
+    # In whole days many customers share (x, t_x, T): fit the distinct rows,
+    # weighted by their counts (same likelihood, far fewer evaluations).
+    rows, counts = np.unique(np.column_stack((x, t_x, T)), axis=0, return_counts=True)
+    ux, ut, uT = rows[:, 0], rows[:, 1], rows[:, 2]
+    return {name: family.fit(ux, ut, uT, counts) for name, family in FAMILIES.items()}
+
+
+def calibrate(pop: Population) -> Calibration:
+    """Split ``pop`` at ``as_of - holdout_days`` and fit every family on the
+    calibration period; raises NoHoldout when none is configured or the
+    history is shorter than ``ltv.holdout.holdout_days`` allows."""
     if not pop.holdout_days:
-        return Selection(DEFAULT_ORDERS_MODEL, reason="no holdout configured")
-    cal_rows = np.frombuffer(pop.cal_rows, dtype=np.int64)
+        raise NoHoldout("no holdout configured")
     span = float(_column(pop.T).max()) if len(pop) else 0.0
-    if holdout.holdout_days(span, pop.holdout_days) < pop.holdout_days:
-        return Selection(
-            DEFAULT_ORDERS_MODEL,
-            split_at=split_at,
-            holdout_days=pop.holdout_days,
-            reason=f"a {span:.0f}-day history is too short for a {pop.holdout_days}-day holdout",
+    longest = holdout.holdout_days(span, pop.holdout_days)
+    if longest < pop.holdout_days:
+        raise NoHoldout(
+            f"a {span:.0f}-day history is too short for a {pop.holdout_days}-day holdout",
+            int(longest),
         )
+    if not len(pop.cal_rows):
+        # Only when as_of precedes stored orders: T, and so the span, counts them.
+        raise NoHoldout(f"no customer bought before the split at {pop.split_at:%Y-%m-%d}")
+    cal_rows = np.frombuffer(pop.cal_rows, dtype=np.int64)
     split = holdout.Split.of(
         _column(pop.x_cal),
         _column(pop.t_x_cal),
@@ -345,21 +388,33 @@ def select_orders_model(pop: Population, full: Mapping[str, FitResult[Any]]) -> 
         _column(pop.T)[cal_rows],
         float(pop.holdout_days),
     )
-    scores: dict[str, holdout.HoldoutScore] = {}
-    for name, family in FAMILIES.items():
-        fitted = family.fit(split.x_cal, split.t_x_cal, split.T_cal, split.weight)
-        scores[name] = holdout.score(
+    fits = {
+        name: family.fit(split.x_cal, split.t_x_cal, split.T_cal, split.weight)
+        for name, family in FAMILIES.items()
+    }
+    return Calibration(pop.split_at, split, fits)
+
+
+def choose_on_holdout(
+    pop: Population, calibration: Calibration, full: Mapping[str, FitResult[Any]]
+) -> Selection:
+    """Score every calibration fit on the holdout and choose (``ltv.holdout``);
+    only families whose fit on the whole history (``full``) converged may be chosen."""
+    scores = {
+        name: holdout.score(
             holdout.Plain(fitted.params),
-            split,
+            calibration.split,
             calibration_log_likelihood=fitted.log_likelihood,
             converged=fitted.converged and full[name].converged,
         )
+        for name, fitted in calibration.fits.items()
+    }
     chosen = holdout.choose(scores)
     return Selection(
         chosen or DEFAULT_ORDERS_MODEL,
-        split_at=split_at,
+        split_at=calibration.split_at,
         holdout_days=pop.holdout_days,
-        customers=split.customers,
+        customers=calibration.split.customers,
         scores=scores,
         reason=None if chosen else "no candidate converged on the calibration period",
     )
@@ -459,6 +514,22 @@ def choose_covariates(
     if not fitted.converged:
         return None, replace(choice, reason="the fit on the whole history did not converge")
     return OrdersCovariates(fitted.params, edges), replace(choice, used=True)
+
+
+def select_orders_model(pop: Population, full: Mapping[str, FitResult[Any]]) -> Selection:
+    """The fit's choice of orders model: ``calibrate``, then ``choose_on_holdout``.
+    Without a holdout (none configured, or a history too short for one) the
+    default family is kept, and why is said."""
+    try:
+        calibration = calibrate(pop)
+    except NoHoldout as exc:
+        return Selection(
+            DEFAULT_ORDERS_MODEL,
+            split_at=pop.split_at if pop.holdout_days else None,
+            holdout_days=pop.holdout_days,
+            reason=str(exc),
+        )
+    return choose_on_holdout(pop, calibration, full)
 
 
 #: Subscribers a plan needs for a retention fit of its own (else its interval's serves).

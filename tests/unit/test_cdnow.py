@@ -1,6 +1,6 @@
 """CDNOW checks: the fits reproduce the published figures (docs/valuation.md).
 
-Data: the 1/10 CDNOW sample, calibration through 1997-09-30 (tests/unit/cdnow.py).
+Data: the 1/10 CDNOW sample, calibration through 1997-09-30 (tests/cdnow.py).
 
 Published values: BG/NBD — Fader, Hardie & Lee 2005, Marketing Science 24(2),
 section 5; MBG/NBD — Batislam, Denizel & Filiztekin 2007 as reproduced on

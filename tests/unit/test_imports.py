@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 PROBE = textwrap.dedent(
     """
-    import importlib, pkgutil, socket, threading
+    import importlib, pkgutil, socket, sys, threading
     import faust
 
     built = []
@@ -42,6 +42,8 @@ PROBE = textwrap.dedent(
     assert not built, f"faust.App built at import: {built}"
     assert not connected, f"connections opened at import: {connected}"
     assert threading.active_count() == threads, "threads started at import"
+    # Only `ltv evaluate` draws: the worker never pays for matplotlib.
+    assert "streams.evaluation_plots" in names and "matplotlib" not in sys.modules
     print(len(names))
     """
 )

@@ -10,15 +10,14 @@ from typing import Any
 
 import numpy as np
 import pytest
-from cdnow import load_rows
+from cdnow import ORIGIN_TIME as CDNOW_ORIGIN
+from cdnow import cdnow_states, load_rows, table_value
 
 from ltv.formulas import ValueBasis
 from ltv.gammagamma import GammaGammaParams
 from ltv.mbgnbd import MBGNBDParams
 from ltv.sbg import SBGParams
 from ltv.valuation import ValuationConfig, completed_periods, value
-from state import envelope
-from state.codec import encode_state
 from state.customer import CustomerState, StateConfig, apply_cancellation, apply_purchase, new_state
 from state.events import Cancellation, Purchase
 from state.fx import load_fx_table
@@ -78,11 +77,6 @@ def history(customer: str, *orders: tuple[float, str], **kw: Any) -> CustomerSta
             state, purchase(customer, f"{customer}-{n}", day, amount, **kw), CFG
         ).state
     return state
-
-
-def table_value(state: CustomerState) -> bytes:
-    """What the customers table stores for ``state`` (nothing owed)."""
-    return envelope.encode(encode_state(state))
 
 
 def test_population_reduces_encoded_states_to_fit_columns() -> None:
@@ -158,25 +152,6 @@ def test_subscription_churn_is_ended_subscriptions_per_subscriber_month() -> Non
     assert pop.subscribers_ended == 1
     assert monthly_churn(pop.subscribers_ended, pop.subscriber_months) == pytest.approx(1 / 27)
     assert monthly_churn(0, 0.0) is None
-
-
-CDNOW_ORIGIN = datetime(1997, 1, 1, tzinfo=UTC)
-
-
-def cdnow_states(last_day: int) -> list[CustomerState]:
-    """The CDNOW transactions through ``last_day`` (days since 1997-01-01) as customer states."""
-    ids, days, values = load_rows()
-    states: dict[int, CustomerState] = {}
-    for row, (customer, day, amount) in enumerate(
-        zip(ids.tolist(), days.tolist(), values.tolist(), strict=True)
-    ):
-        if day > last_day:
-            continue
-        cid = str(customer)
-        event = purchase(cid, f"r{row}", 0, f"{amount:.2f}")
-        event = event.model_copy(update={"occurred_at": CDNOW_ORIGIN + timedelta(days=day)})
-        states[customer] = apply_purchase(states.get(customer) or new_state(cid), event, CFG).state
-    return list(states.values())
 
 
 @pytest.fixture(scope="module")

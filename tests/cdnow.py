@@ -4,16 +4,25 @@
 wheel (a test dependency) and read straight from its package directory, so
 that the checks do not depend on lifetimes' own modules importing.
 Calibration = through 1997-09-30, the end of week 39, as in the papers.
+Shared by the unit and integration suites: as rows, as summaries, and as
+the customer states the customers table stores.
 """
 
 from __future__ import annotations
 
 import importlib.util
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 
 import numpy as np
 
 from ltv.summary import Summaries, summarise
+from state import envelope
+from state.codec import encode_state
+from state.customer import CustomerState, StateConfig, apply_purchase, new_state
+from state.events import Purchase
+from state.fx import load_fx_table
 
 CALIBRATION_END = np.datetime64("1997-09-30")
 ORIGIN = np.datetime64("1997-01-01")
@@ -44,3 +53,38 @@ def calibration_summaries(rows: Rows) -> Summaries:
     ids, days, values = rows
     as_of = float((CALIBRATION_END - ORIGIN).astype(np.float64))
     return summarise(ids, days, values, as_of)
+
+
+#: Day 0 of the rows' day numbers, as a clock.
+ORIGIN_TIME = datetime(1997, 1, 1, tzinfo=UTC)
+STATE_CONFIG = StateConfig(fx=load_fx_table(base="USD"), default_margin=Decimal("0.5"))
+
+
+def cdnow_states(last_day: int) -> list[CustomerState]:
+    """The transactions through ``last_day`` (days since 1997-01-01) as customer states."""
+    ids, days, values = load_rows()
+    states: dict[int, CustomerState] = {}
+    for row, (customer, day, amount) in enumerate(
+        zip(ids.tolist(), days.tolist(), values.tolist(), strict=True)
+    ):
+        if day > last_day:
+            continue
+        cid = str(customer)
+        event = Purchase.model_validate(
+            {
+                "event_id": f"e-r{row}",
+                "order_id": f"r{row}",
+                "customer_id": cid,
+                "occurred_at": (ORIGIN_TIME + timedelta(days=day)).isoformat(),
+                "amount": f"{amount:.2f}",
+                "currency": "USD",
+            }
+        )
+        state = states.get(customer) or new_state(cid)
+        states[customer] = apply_purchase(state, event, STATE_CONFIG).state
+    return list(states.values())
+
+
+def table_value(state: CustomerState) -> bytes:
+    """What the customers table stores for ``state`` (nothing owed)."""
+    return envelope.encode(encode_state(state))
