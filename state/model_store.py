@@ -20,6 +20,7 @@ from urllib.parse import quote
 
 import orjson
 
+from ltv.calibration import Calibration
 from ltv.gammagamma import GammaGammaParams
 from ltv.holdout import HoldoutScore
 from ltv.orders import FAMILIES
@@ -134,6 +135,8 @@ class ModelRecord:
     #: The family in ``models`` that values customers (``ltv.orders.FAMILIES``).
     orders_model: str = "mbgnbd"
     selection: Selection | None = None
+    #: The fits' predictions of repeat purchase days and how they came out.
+    calibration: Calibration = field(default_factory=Calibration)
 
     def as_json(self) -> dict[str, Any]:
         """The ``GET /model`` body (docs/http.md) plus the failure bookkeeping."""
@@ -145,13 +148,7 @@ class ModelRecord:
             "time_unit": TIME_UNIT,
             "n_customers": self.n_customers,
             "models": {name: m.as_json() for name, m in self.models.items()},
-            "rfm_edges": None
-            if edges is None
-            else {
-                "recency_days": list(edges.recency),
-                "frequency": list(edges.frequency),
-                "monetary": list(edges.monetary),
-            },
+            "rfm_edges": None if edges is None else edges.as_json(),
             "subscription_monthly_churn": self.subscription_monthly_churn,
             "population_gap_days": self.population_gap_days,
             "population": self.population,
@@ -160,6 +157,7 @@ class ModelRecord:
             "failures": self.failures,
             "orders_model": self.orders_model,
             "selection": None if self.selection is None else self.selection.as_json(),
+            "calibration": self.calibration.as_json(),
         }
 
     def dumps(self) -> bytes:
@@ -175,13 +173,7 @@ class ModelRecord:
             as_of=_parse_time(doc.get("as_of")),
             n_customers=int(doc.get("n_customers", 0)),
             models={k: FittedModel.from_json(v) for k, v in doc.get("models", {}).items()},
-            rfm_edges=None
-            if edges is None
-            else RfmEdges(
-                recency=_edges(edges["recency_days"]),
-                frequency=_edges(edges["frequency"]),
-                monetary=_edges(edges["monetary"]),
-            ),
+            rfm_edges=None if edges is None else RfmEdges.from_json(edges),
             subscription_monthly_churn=doc.get("subscription_monthly_churn"),
             population_gap_days=doc.get("population_gap_days"),
             population=doc.get("population") or {},
@@ -193,6 +185,7 @@ class ModelRecord:
             selection=None
             if doc.get("selection") is None
             else Selection.from_json(doc["selection"]),
+            calibration=Calibration.from_json(doc.get("calibration") or {}),
         )
 
     def with_version(self) -> ModelRecord:
@@ -239,11 +232,6 @@ def _time(value: datetime | None) -> str | None:
 
 def _parse_time(value: str | None) -> datetime | None:
     return None if value is None else datetime.fromisoformat(value)
-
-
-def _edges(values: list[float]) -> tuple[float, float, float, float]:
-    a, b, c, d = (float(v) for v in values)
-    return a, b, c, d
 
 
 async def load_model(client: Any, app_id: str) -> ModelRecord | None:

@@ -61,6 +61,7 @@ import faust
 import numpy as np
 
 from ltv import gammagamma, holdout, sbg
+from ltv.calibration import month_index
 from ltv.fitting import FitResult, FloatArray
 from ltv.formulas import ValueBasis, historic_ltv
 from ltv.orders import FAMILIES
@@ -83,6 +84,7 @@ from state.model_store import (
 )
 from state.store.config import StoreConfig
 from state.store.keys import KeyLayout
+from streams.calibration import Tally, calibrated, export
 from streams.metrics import METRICS
 from streams.processing import Processor
 from streams.settings import Settings
@@ -153,6 +155,10 @@ class Population:
     t_x_cal: array[float] = field(default_factory=lambda: array("d"))
     T_cal: array[float] = field(default_factory=lambda: array("d"))
     cal_rows: array[int] = field(default_factory=lambda: array("q"))
+    #: ``ltv.calibration.month_index`` of each customer's first order (its cohort).
+    first_month: array[int] = field(default_factory=lambda: array("q"))
+    #: Counts the calibration windows this fit closes (streams.calibration).
+    calibration: Tally = field(default_factory=Tally)
 
     def __len__(self) -> int:
         return len(self.x)
@@ -169,6 +175,7 @@ class Population:
         except CodecError:
             self.corrupt += 1
             return
+        self.calibration.add(s)
         exposure = subscription_exposure(s, self.as_of)
         if exposure is not None:
             self.subscribers_ended += exposure[0]
@@ -191,6 +198,7 @@ class Population:
         self.zbar.append(float(repeat) / summary.x if summary.x > 0 else 0.0)
         self.recency.append(max(0, (self.as_of - s.last_order_at).days))
         self.monetary.append(float(historic_ltv(s.net, s.margin, self.basis)))
+        self.first_month.append(month_index(s.first_order_at))
         if self.holdout_days:
             self._add_calibration(s)
 
@@ -404,7 +412,10 @@ async def run_fit(client: Any, settings: Settings, as_of: datetime) -> FitOutcom
     try:
         previous = await load_model(client, settings.app_id) or ModelRecord()
         pop = Population(
-            as_of, ValueBasis(settings.value_basis), holdout_days=settings.fit_holdout_days
+            as_of,
+            ValueBasis(settings.value_basis),
+            holdout_days=settings.fit_holdout_days,
+            calibration=Tally.due(previous.calibration, as_of),
         )
         try:
             await scan_population(client, settings, pop, _in_thread)
@@ -414,6 +425,7 @@ async def run_fit(client: Any, settings: Settings, as_of: datetime) -> FitOutcom
                 return FitOutcome(None, "no customer has an order yet", population=pop)
             loop = asyncio.get_running_loop()
             record = await loop.run_in_executor(None, fit_population, pop, datetime.now(UTC))
+            record = await loop.run_in_executor(None, calibrated, record, previous.calibration, pop)
         except Exception as exc:  # any failure keeps the last good model
             error = f"{type(exc).__name__}: {exc}"
             log.warning("model fit failed, keeping version %s: %s", previous.version, error)
@@ -502,6 +514,7 @@ class ModelInForce:
             METRICS.customers.labels(level).set(n)
         for segment, n in stored.population.get("segments", {}).items():
             METRICS.segment_customers.labels(segment).set(n)
+        export(stored.calibration)
         log.info("model version %s in force (was %s)", stored.version, old.version)
         return True
 
