@@ -11,7 +11,9 @@ RSS is the job's own.
 * ``synthetic``: N customers drawn from MBG/NBD with the CDNOW parameters in
   days (ages uniform over two years) and Gamma-Gamma spend, every order in
   the ledger as the worker keeps it (repeat orders spread evenly up to the
-  last purchase day).
+  last purchase day). Each has an acquisition channel whose customers buy
+  at their own pace (``CHANNELS``: alpha scaled), so the fit's covariate
+  stage has signal to find and the job does all its work.
 
     .venv/bin/python bench/fit_job.py cdnow
     .venv/bin/python bench/fit_job.py synthetic --customers 1000000
@@ -26,6 +28,7 @@ import resource
 import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -52,6 +55,8 @@ TRUTH = mbgnbd.MBGNBDParams(r=0.525, alpha=6.183, a=0.891, b=1.614).rescale_time
 SPEND = gammagamma.GammaGammaParams(p=6.25, q=3.74, gamma=15.44)
 CENT = Decimal("0.01")
 BATCH = 10_000
+#: Channel, share of customers, factor on alpha (a larger alpha buys less often).
+CHANNELS = (("search", 0.5, 1.0), ("referral", 0.3, 0.6), ("social", 0.2, 1.6))
 
 
 def cdnow_states() -> Iterator[CustomerState]:
@@ -87,7 +92,12 @@ def synthetic_states(n: int, seed: int = 20050101) -> Iterator[CustomerState]:
     """Customers with x repeat days after the first, the last one t_x days later."""
     rng = np.random.default_rng(seed)
     T = rng.integers(1, 731, n)
-    x, t_x = mbgnbd.simulate(TRUTH, T.astype(np.float64), rng)
+    channel = rng.choice(len(CHANNELS), n, p=[share for _, share, _ in CHANNELS])
+    x, t_x = np.zeros(n), np.zeros(n)
+    for c, (_, _, factor) in enumerate(CHANNELS):
+        members = channel == c
+        truth = replace(TRUTH, alpha=TRUTH.alpha * factor)
+        x[members], t_x[members] = mbgnbd.simulate(truth, T[members].astype(np.float64), rng)
     nu = rng.gamma(SPEND.q, 1.0 / SPEND.gamma, n)
     first_spend = rng.gamma(SPEND.p, 1.0 / nu)
     # The sum of x Gamma(p, nu) day values is Gamma(p x, nu).
@@ -112,7 +122,7 @@ def synthetic_states(n: int, seed: int = 20050101) -> Iterator[CustomerState]:
                 amount=amount,
                 currency="USD",
                 margin_rate=None,
-                channel=None,
+                channel=CHANNELS[channel[i]][0],
                 items=(),
                 subscription=None,
             )
@@ -159,6 +169,13 @@ async def run_job(settings: Settings, as_of: datetime) -> None:
     for name, fitted in record.models.items():
         params = ", ".join(f"{k}={v:.4g}" for k, v in fitted.params.items())
         print(f"  {name}: {params} (converged {fitted.converged}, n={fitted.n:.0f})")
+    selection = record.selection
+    if selection is not None:
+        print(f"  orders model: {record.orders_model} ({selection.reason or 'holdout'})")
+        for name, score in selection.scores.items():
+            print(f"    {name}: {score.as_json()}")
+        if selection.covariates is not None:
+            print(f"  covariates: {selection.covariates.as_json()}")
 
 
 def main() -> None:

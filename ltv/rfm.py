@@ -41,6 +41,26 @@ class RfmEdges:
     frequency: Edges
     monetary: Edges
 
+    def as_json(self) -> dict[str, list[float]]:
+        return {
+            "recency_days": list(self.recency),
+            "frequency": list(self.frequency),
+            "monetary": list(self.monetary),
+        }
+
+    @classmethod
+    def from_json(cls, doc: dict[str, list[float]]) -> RfmEdges:
+        return cls(
+            recency=_edges(doc["recency_days"]),
+            frequency=_edges(doc["frequency"]),
+            monetary=_edges(doc["monetary"]),
+        )
+
+
+def _edges(values: Sequence[float]) -> Edges:
+    a, b, c, d = (float(v) for v in values)
+    return a, b, c, d
+
 
 def quintile_edges(values: Sequence[float] | npt.NDArray[np.float64]) -> Edges:
     """The 20/40/60/80 % points of ``values`` (nearest-rank, no interpolation, so an
@@ -97,14 +117,28 @@ def segment_of(recency_score: int, frequency_score: int) -> Segment:
     return _GRID[recency_score - 1][frequency_score - 1]
 
 
+#: Every segment, in the order ``segment_indices`` numbers them.
+SEGMENTS: tuple[Segment, ...] = tuple(Segment)
+_GRID_INDEX = np.array([[SEGMENTS.index(cell) for cell in row] for row in _GRID])
+
+
+def segment_indices(
+    days_since_last: npt.ArrayLike, frequency: npt.ArrayLike, edges: RfmEdges
+) -> npt.NDArray[np.intp]:
+    """Each customer's segment as an index into ``SEGMENTS``, for a whole
+    population at once; the same cells as ``rfm_score`` (bisect_left is
+    searchsorted's left side)."""
+    below_recency = np.searchsorted(edges.recency, np.asarray(days_since_last), side="left")
+    below_frequency = np.searchsorted(edges.frequency, np.asarray(frequency), side="left")
+    # Recency score 5 - below_recency sits in row 4 - below_recency of the grid.
+    cells: npt.NDArray[np.intp] = _GRID_INDEX[4 - below_recency, below_frequency]
+    return cells
+
+
 def segment_counts(
     days_since_last: npt.ArrayLike, frequency: npt.ArrayLike, edges: RfmEdges
 ) -> dict[str, int]:
     """Customers per named segment, for a whole population at once (fit time)."""
-    recency = 6 - (1 + np.searchsorted(edges.recency, np.asarray(days_since_last), side="left"))
-    freq = 1 + np.searchsorted(edges.frequency, np.asarray(frequency), side="left")
-    counts = dict.fromkeys((segment.value for segment in Segment), 0)
-    cells, n = np.unique(np.column_stack((recency, freq)), axis=0, return_counts=True)
-    for (r, f), count in zip(cells.tolist(), n.tolist(), strict=True):
-        counts[segment_of(int(r), int(f)).value] += int(count)
-    return counts
+    indices = segment_indices(days_since_last, frequency, edges)
+    counts = np.bincount(indices.ravel(), minlength=len(SEGMENTS))
+    return {segment.value: int(n) for segment, n in zip(SEGMENTS, counts.tolist(), strict=True)}

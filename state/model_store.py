@@ -21,6 +21,7 @@ from urllib.parse import quote
 import orjson
 
 from ltv.acquisition import OrdersCovariates
+from ltv.calibration import Calibration
 from ltv.gammagamma import GammaGammaParams
 from ltv.holdout import HoldoutScore
 from ltv.orders import FAMILIES
@@ -186,6 +187,8 @@ class ModelRecord:
     selection: Selection | None = None
     #: The orders model's covariate form, when the fit found it predicts better.
     covariates: OrdersCovariates | None = None
+    #: The fits' predictions of repeat purchase days and how they came out.
+    calibration: Calibration = field(default_factory=Calibration)
 
     def as_json(self) -> dict[str, Any]:
         """The ``GET /model`` body (docs/http.md) plus the failure bookkeeping."""
@@ -197,13 +200,7 @@ class ModelRecord:
             "time_unit": TIME_UNIT,
             "n_customers": self.n_customers,
             "models": {name: m.as_json() for name, m in self.models.items()},
-            "rfm_edges": None
-            if edges is None
-            else {
-                "recency_days": list(edges.recency),
-                "frequency": list(edges.frequency),
-                "monetary": list(edges.monetary),
-            },
+            "rfm_edges": None if edges is None else edges.as_json(),
             "subscription_monthly_churn": self.subscription_monthly_churn,
             "population_gap_days": self.population_gap_days,
             "population": self.population,
@@ -213,6 +210,7 @@ class ModelRecord:
             "orders_model": self.orders_model,
             "selection": None if self.selection is None else self.selection.as_json(),
             "covariates": None if self.covariates is None else self.covariates.as_json(),
+            "calibration": self.calibration.as_json(),
         }
 
     def dumps(self) -> bytes:
@@ -228,13 +226,7 @@ class ModelRecord:
             as_of=_parse_time(doc.get("as_of")),
             n_customers=int(doc.get("n_customers", 0)),
             models={k: FittedModel.from_json(v) for k, v in doc.get("models", {}).items()},
-            rfm_edges=None
-            if edges is None
-            else RfmEdges(
-                recency=_edges(edges["recency_days"]),
-                frequency=_edges(edges["frequency"]),
-                monetary=_edges(edges["monetary"]),
-            ),
+            rfm_edges=None if edges is None else RfmEdges.from_json(edges),
             subscription_monthly_churn=doc.get("subscription_monthly_churn"),
             population_gap_days=doc.get("population_gap_days"),
             population=doc.get("population") or {},
@@ -249,6 +241,7 @@ class ModelRecord:
             covariates=None
             if doc.get("covariates") is None
             else OrdersCovariates.from_json(doc["covariates"]),
+            calibration=Calibration.from_json(doc.get("calibration") or {}),
         )
 
     def with_version(self) -> ModelRecord:
@@ -296,11 +289,6 @@ def _time(value: datetime | None) -> str | None:
 
 def _parse_time(value: str | None) -> datetime | None:
     return None if value is None else datetime.fromisoformat(value)
-
-
-def _edges(values: list[float]) -> tuple[float, float, float, float]:
-    a, b, c, d = (float(v) for v in values)
-    return a, b, c, d
 
 
 async def load_model(client: Any, app_id: str) -> ModelRecord | None:

@@ -63,6 +63,7 @@ import numpy.typing as npt
 
 from ltv import covariates, gammagamma, holdout, sbg
 from ltv.acquisition import COVARIATES, FirstOrder, OrdersCovariates, band_edges, levels
+from ltv.calibration import month_index
 from ltv.covariates import design_of
 from ltv.fitting import FitResult, FloatArray
 from ltv.formulas import ValueBasis, historic_ltv
@@ -87,6 +88,7 @@ from state.model_store import (
 )
 from state.store.config import StoreConfig
 from state.store.keys import KeyLayout
+from streams.calibration import Tally, calibrated, export
 from streams.metrics import METRICS
 from streams.processing import Processor
 from streams.settings import Settings
@@ -173,6 +175,11 @@ class Population:
     def __post_init__(self) -> None:
         self.holdout_per_day = array("q", bytes(8 * self.holdout_days))
 
+    #: ``ltv.calibration.month_index`` of each customer's first order (its cohort).
+    first_month: array[int] = field(default_factory=lambda: array("q"))
+    #: Counts the calibration windows this fit closes (streams.calibration).
+    calibration: Tally = field(default_factory=Tally)
+
     def __len__(self) -> int:
         return len(self.x)
 
@@ -202,6 +209,7 @@ class Population:
         except CodecError:
             self.corrupt += 1
             return
+        self.calibration.add(s)
         exposure = subscription_exposure(s, self.as_of)
         if exposure is not None:
             self.subscribers_ended += exposure[0]
@@ -228,6 +236,7 @@ class Population:
         kind = (first.channel, first.category, first.subscription)
         self.first_kind.append(self.first_kinds.setdefault(kind, len(self.first_kinds)))
         self.first_value.append(first.value)
+        self.first_month.append(month_index(s.first_order_at))
         if self.holdout_days:
             self._add_calibration(s)
 
@@ -343,7 +352,7 @@ class NoHoldout(FitError):
 
 
 @dataclass(frozen=True, slots=True)
-class Calibration:
+class HoldoutFits:
     """A population split at ``as_of - holdout``, and every family fitted on the
     calibration period: what the fit chooses by and ``ltv evaluate`` shows."""
 
@@ -362,7 +371,7 @@ def fit_orders_models(pop: Population) -> dict[str, FitResult[Any]]:
     return {name: family.fit(ux, ut, uT, counts) for name, family in FAMILIES.items()}
 
 
-def calibrate(pop: Population) -> Calibration:
+def calibrate(pop: Population) -> HoldoutFits:
     """Split ``pop`` at ``as_of - holdout_days`` and fit every family on the
     calibration period; raises NoHoldout when none is configured or the
     history is shorter than ``ltv.holdout.holdout_days`` allows."""
@@ -392,11 +401,11 @@ def calibrate(pop: Population) -> Calibration:
         name: family.fit(split.x_cal, split.t_x_cal, split.T_cal, split.weight)
         for name, family in FAMILIES.items()
     }
-    return Calibration(pop.split_at, split, fits)
+    return HoldoutFits(pop.split_at, split, fits)
 
 
 def choose_on_holdout(
-    pop: Population, calibration: Calibration, full: Mapping[str, FitResult[Any]]
+    pop: Population, calibration: HoldoutFits, full: Mapping[str, FitResult[Any]]
 ) -> Selection:
     """Score every calibration fit on the holdout and choose (``ltv.holdout``);
     only families whose fit on the whole history (``full``) converged may be chosen."""
@@ -599,7 +608,10 @@ async def run_fit(client: Any, settings: Settings, as_of: datetime) -> FitOutcom
     try:
         previous = await load_model(client, settings.app_id) or ModelRecord()
         pop = Population(
-            as_of, ValueBasis(settings.value_basis), holdout_days=settings.fit_holdout_days
+            as_of,
+            ValueBasis(settings.value_basis),
+            holdout_days=settings.fit_holdout_days,
+            calibration=Tally.due(previous.calibration, as_of),
         )
         try:
             await scan_population(client, settings, pop, _in_thread)
@@ -609,6 +621,7 @@ async def run_fit(client: Any, settings: Settings, as_of: datetime) -> FitOutcom
                 return FitOutcome(None, "no customer has an order yet", population=pop)
             loop = asyncio.get_running_loop()
             record = await loop.run_in_executor(None, fit_population, pop, datetime.now(UTC))
+            record = await loop.run_in_executor(None, calibrated, record, previous.calibration, pop)
         except Exception as exc:  # any failure keeps the last good model
             error = f"{type(exc).__name__}: {exc}"
             log.warning("model fit failed, keeping version %s: %s", previous.version, error)
@@ -698,6 +711,7 @@ class ModelInForce:
             METRICS.customers.labels(level).set(n)
         for segment, n in stored.population.get("segments", {}).items():
             METRICS.segment_customers.labels(segment).set(n)
+        export(stored.calibration)
         log.info("model version %s in force (was %s)", stored.version, old.version)
         return True
 

@@ -119,6 +119,19 @@ class Metrics:
             "Unix time of the fit whose parameters are in force.",
             registry=registry,
         )
+        self.model_calibration_ratio = Gauge(
+            "ltv_model_calibration_ratio",
+            "Repeat purchase days counted / predicted by the fit in the last closed window, "
+            "by window length (no sample until a window closed).",
+            ["window"],
+            registry=registry,
+        )
+        self.model_calibration_predicted = Gauge(
+            "ltv_model_calibration_predicted",
+            "Repeat purchase days the open calibration window predicts, by window length.",
+            ["window"],
+            registry=registry,
+        )
         self.assigned_partitions = Gauge(
             "ltv_assigned_partitions",
             "Input partitions assigned to this worker.",

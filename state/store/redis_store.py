@@ -127,6 +127,11 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 #: Errors after which the same command may succeed: retried with backoff.
+#: Prefetch rounds per batch at most: each re-reads only what a concurrent
+#: flush made stale, and flushes are spaced, so a second round is rare and
+#: a third rarer still; past the last, a missing key is read in the batch.
+PREFETCH_ROUNDS = 4
+
 RETRYABLE = (
     redis.exceptions.ConnectionError,
     redis.exceptions.TimeoutError,
@@ -233,9 +238,24 @@ class RedisStore(SerializedStore):  # type: ignore[type-arg]
 
         Call once per batch with the batch's keys by partition: the reads
         of the batch then never block the loop on Redis. Every HMGET goes
-        out in one pipeline (on a cluster, one per node).
+        out in one pipeline (on a cluster, one per node). A flush that lands
+        while the reads are in flight makes that partition's values stale,
+        so they are read again (asynchronously, with the same retries) rather
+        than left to a blocking read in the batch, which would stall the loop
+        and fail the batch if Redis went away in between.
         """
         await self._writable.wait()
+        distinct = {partition: list(dict.fromkeys(keys)) for partition, keys in wanted.items()}
+        for _ in range(PREFETCH_ROUNDS):
+            misses = self._misses(distinct)
+            if not misses:
+                return
+            await self._prefetch_round(misses)
+
+    def _misses(
+        self, wanted: Mapping[int, list[bytes]]
+    ) -> dict[int, tuple[OwnedPartition, int, list[bytes]]]:
+        """The keys of owned partitions neither buffered nor cached, with the generation seen."""
         misses: dict[int, tuple[OwnedPartition, int, list[bytes]]] = {}
         for partition, keys in wanted.items():
             owned = self._owned.get(partition)
@@ -243,15 +263,15 @@ class RedisStore(SerializedStore):  # type: ignore[type-arg]
                 continue
             buffer = owned.buffer
             missing = [
-                key
-                for key in dict.fromkeys(keys)
-                if key not in buffer and (partition, key) not in self._cache
+                key for key in keys if key not in buffer and (partition, key) not in self._cache
             ]
             if missing:
                 misses[partition] = (owned, owned.generation, missing)
-        if not misses:
-            return
+        return misses
 
+    async def _prefetch_round(
+        self, misses: dict[int, tuple[OwnedPartition, int, list[bytes]]]
+    ) -> None:
         async def read() -> list[Any]:
             pipe = self._async.pipeline(transaction=False)
             for partition, (_, _, keys) in misses.items():

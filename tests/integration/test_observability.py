@@ -42,6 +42,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 DEPLOY = ROOT / "deploy"
 DASHBOARD = DEPLOY / "grafana" / "dashboards" / "ltv-stream.json"
 DEMO_EVENTS = 2000
+#: Further back than the longest calibration window (ltv.calibration.WINDOWS).
+CALIBRATION_DAYS_BACK = 100
 SCRAPE_INTERVAL = "1s"
 #: What Grafana's interval macros expand to in the queries sent here: wide
 #: enough for rate() to find two samples at the 1 s scrape interval.
@@ -204,7 +206,12 @@ async def test_rules_alerts_and_every_panel_work_on_live_metrics(
         return bool(result) and float(result[0]["value"][1]) >= DEMO_EVENTS
 
     wait_until(scraped_all_events, 120, lambda: f"Prometheus never saw {DEMO_EVENTS} events")
-    # A fitted model feeds the model version and age panels.
+    # A fitted model feeds the model version and age panels. The calibration
+    # panel needs a closed window: a fit 100 days back predicts the 30 and
+    # 90 days after it (replacing any window the worker's own fit opened
+    # now, which starts after that clock), and the fit now judges both.
+    past = (datetime.now(UTC) - timedelta(days=CALIBRATION_DAYS_BACK)).date().isoformat()
+    deployment.run_ltv(worker, "fit", "--as-of", past)
     deployment.run_ltv(worker, "fit")
 
     expected_rules = _rule_files()

@@ -21,7 +21,7 @@ from ltv import evaluation
 from ltv.formulas import ValueBasis
 from ltv.orders import FAMILIES
 from streams.fit import (
-    Calibration,
+    HoldoutFits,
     NoHoldout,
     Population,
     calibrate,
@@ -89,7 +89,7 @@ def per_customer_oracle() -> tuple[dict[int, tuple[int, int, int]], dict[int, in
 
 
 @pytest.fixture(scope="module")
-def cdnow() -> tuple[Population, Calibration, evaluation.Evaluation]:
+def cdnow() -> tuple[Population, HoldoutFits, evaluation.Evaluation]:
     pop = Population(ORIGIN_TIME + timedelta(days=END), ValueBasis.REVENUE, holdout_days=HOLDOUT)
     pop.add_all(table_value(s) for s in cdnow_states(END))
     calibration = calibrate(pop)
@@ -102,7 +102,7 @@ def cdnow() -> tuple[Population, Calibration, evaluation.Evaluation]:
 
 
 def test_cdnow_by_frequency_matches_the_rows(
-    cdnow: tuple[Population, Calibration, evaluation.Evaluation],
+    cdnow: tuple[Population, HoldoutFits, evaluation.Evaluation],
 ) -> None:
     _, calibration, result = cdnow
     cal, later = per_customer_oracle()
@@ -124,7 +124,7 @@ def test_cdnow_by_frequency_matches_the_rows(
 
 
 def test_cdnow_cumulative_curves(
-    cdnow: tuple[Population, Calibration, evaluation.Evaluation],
+    cdnow: tuple[Population, HoldoutFits, evaluation.Evaluation],
 ) -> None:
     _, calibration, result = cdnow
     cal, later = per_customer_oracle()
@@ -145,7 +145,7 @@ def test_cdnow_cumulative_curves(
 
 
 def test_cdnow_alive_matrix_is_the_chosen_familys_p_alive(
-    cdnow: tuple[Population, Calibration, evaluation.Evaluation],
+    cdnow: tuple[Population, HoldoutFits, evaluation.Evaluation],
 ) -> None:
     _, calibration, result = cdnow
     alive = result.alive
