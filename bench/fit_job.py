@@ -10,10 +10,11 @@ RSS is the job's own.
   1997-09-30).
 * ``synthetic``: N customers drawn from MBG/NBD with the CDNOW parameters in
   days (ages uniform over two years) and Gamma-Gamma spend, every order in
-  the ledger as the worker keeps it (repeat orders spread evenly up to the
-  last purchase day). Each has an acquisition channel whose customers buy
-  at their own pace (``CHANNELS``: alpha scaled), so the fit's covariate
-  stage has signal to find and the job does all its work.
+  the ledger as the worker keeps it (the earlier repeat orders on distinct
+  days drawn uniformly before the last one, as a Poisson process puts
+  them). Each has an acquisition channel whose customers buy at their own
+  pace (``CHANNELS``: alpha scaled), so the fit's covariate stage has
+  signal to find and the job does all its work.
 
     .venv/bin/python bench/fit_job.py cdnow
     .venv/bin/python bench/fit_job.py synthetic --customers 1000000
@@ -106,12 +107,14 @@ def synthetic_states(n: int, seed: int = 20050101) -> Iterator[CustomerState]:
     for i in range(n):
         xi, Ti = int(x[i]), int(T[i])
         first = SYNTHETIC_AS_OF - timedelta(days=Ti)
-        span = min(max(float(t_x[i]), float(xi)), float(Ti))
+        # Given x purchases with the last at t_x, a Poisson process puts the
+        # others uniformly before it: distinct whole days, so x stays x.
+        last = min(max(round(float(t_x[i])), xi), Ti)
+        days = sorted((rng.choice(last - 1, xi - 1, replace=False) + 1).tolist()) if xi > 1 else []
         orders = [(first, _money(first_spend[i]))]
         orders += [
-            (first + timedelta(days=span * k / xi), _money(repeat_spend[i] / xi))
-            for k in range(1, xi + 1)
-        ]
+            (first + timedelta(days=day), _money(repeat_spend[i] / xi)) for day in [*days, last]
+        ][:xi]
         state = new_state(f"s{i}")
         for k, (at, amount) in enumerate(orders):
             event = Purchase.model_construct(
@@ -130,9 +133,9 @@ def synthetic_states(n: int, seed: int = 20050101) -> Iterator[CustomerState]:
         yield state
 
 
-def write_states(app_id: str, partitions: int, source: str, n: int) -> None:
+def write_states(url: str, app_id: str, partitions: int, source: str, n: int) -> None:
     """Child process: encode and HSET the states, spread over the partitions."""
-    client = redis.Redis()
+    client = redis.Redis.from_url(url)
     layout = KeyLayout(app_id, TABLE)
     states = cdnow_states() if source == "cdnow" else synthetic_states(n)
     pipe = client.pipeline(transaction=False)
@@ -147,8 +150,8 @@ def write_states(app_id: str, partitions: int, source: str, n: int) -> None:
     pipe.execute()
 
 
-def cleanup(app_id: str, partitions: int) -> None:
-    client = redis.Redis()
+def cleanup(url: str, app_id: str, partitions: int) -> None:
+    client = redis.Redis.from_url(url)
     layout = KeyLayout(app_id, TABLE)
     client.delete(model_key(app_id), *(layout.data_key(p) for p in range(partitions)))
 
@@ -183,13 +186,15 @@ def main() -> None:
     parser.add_argument("source", choices=["cdnow", "synthetic"])
     parser.add_argument("--customers", type=int, default=1_000_000)
     parser.add_argument("--partitions", type=int, default=8)
+    parser.add_argument("--redis", default="redis://127.0.0.1:6379/0")
     args = parser.parse_args()
     app_id = f"bench-fit-{uuid.uuid4().hex[:8]}"
-    settings = Settings(app_id=app_id, partitions=args.partitions)
+    settings = Settings(app_id=app_id, partitions=args.partitions, redis_url=args.redis)
     try:
         started = time.perf_counter()
         writer = multiprocessing.Process(
-            target=write_states, args=(app_id, args.partitions, args.source, args.customers)
+            target=write_states,
+            args=(args.redis, app_id, args.partitions, args.source, args.customers),
         )
         writer.start()
         writer.join()
@@ -200,7 +205,7 @@ def main() -> None:
         peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print(f"peak RSS of the job process: {peak_mib:.0f} MiB")
     finally:
-        cleanup(app_id, args.partitions)
+        cleanup(args.redis, app_id, args.partitions)
 
 
 if __name__ == "__main__":
