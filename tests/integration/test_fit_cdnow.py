@@ -158,8 +158,12 @@ async def test_cdnow_backfill_fit_reproduces_published_parameters(
     assert selection["chosen"] == body["orders_model"] and selection["reason"] is None
     assert set(selection["scores"]) == {"bgnbd", "mbgnbd", "paretonbd"}
     name = f"{body['orders_model']}{'+covariates' if body['covariates'] else ''}+gammagamma"
-    labels = f'model="{name}",version="{version.group(1)}",chosen_by="holdout"'
-    assert metric(worker, "ltv_model_info", labels) == 1
+    # The exposition sorts the labels by name.
+    labels = f'chosen_by="holdout",model="{name}",version="{version.group(1)}"'
+    info = [
+        line for line in worker.get("/metrics")[1].decode().splitlines() if "model_info{" in line
+    ]
+    assert metric(worker, "ltv_model_info", labels) == 1, (labels, info)
 
     # A new purchase of a CDNOW customer is valued with the fitted model.
     purchase = {
