@@ -160,6 +160,42 @@ def design_of(
     return Design(tuple(names), tuple(levels))
 
 
+#: Two columns whose customers differ on at most this share of the smaller
+#: one's count the same customers, for ``without_aliases``.
+ALIAS_SHARE = 0.05
+
+
+def without_aliases(design: Design, Z: ArrayLike, share: float = ALIAS_SHARE) -> Design:
+    """``design`` without the levels that pick out (almost) the customers of an
+    earlier column, such as a first category that only subscriptions have
+    next to "first order was a subscription".
+
+    Two such columns carry one effect between them: the likelihood is flat
+    along their difference, the optimiser wanders along that ridge without
+    converging, and neither effect means anything. The later level folds into
+    its covariate's reference instead.
+    """
+    Za = as_float_array(Z).astype(bool)
+    counts = Za.sum(axis=0)
+    kept: list[int] = []
+    for j in range(Za.shape[1]):
+        alias = any(
+            np.count_nonzero(Za[:, i] != Za[:, j]) <= share * min(counts[i], counts[j])
+            for i in kept
+        )
+        if not alias:
+            kept.append(j)
+    columns = set(kept)
+    levels: list[tuple[str, ...]] = []
+    position = 0
+    for kept_levels in design.levels:
+        levels.append(
+            tuple(level for k, level in enumerate(kept_levels) if position + k in columns)
+        )
+        position += len(kept_levels)
+    return Design(design.names, tuple(levels))
+
+
 @dataclass(frozen=True, slots=True)
 class CovariateModel:
     """A fitted model: the reference customer's parameters and the covariate effects.

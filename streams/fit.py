@@ -64,7 +64,7 @@ import numpy.typing as npt
 from ltv import covariates, gammagamma, holdout, sbg
 from ltv.acquisition import COVARIATES, FirstOrder, OrdersCovariates, band_edges, levels
 from ltv.calibration import month_index
-from ltv.covariates import design_of
+from ltv.covariates import design_of, without_aliases
 from ltv.fitting import FitResult, FloatArray
 from ltv.formulas import ValueBasis, historic_ltv
 from ltv.orders import FAMILIES
@@ -462,7 +462,8 @@ def choose_covariates(
     firsts = pop.first_orders(rows.tolist())
     edges = band_edges([f.value for f in firsts])
     values = [levels(f, edges) for f in firsts]
-    design = design_of(COVARIATES, values)
+    candidate = design_of(COVARIATES, values)
+    design = without_aliases(candidate, candidate.matrix(values))
     if not design.columns():
         return None, CovariateChoice(family, reason="no covariate level is common enough")
     column = {name: _column(getattr(pop, name)) for name in ("x", "t_x", "T")}
@@ -500,6 +501,8 @@ def choose_covariates(
         plain=plain,
         scored=scored,
     )
+    if not fits.covariate.converged:
+        return None, replace(choice, reason="the covariate fit did not converge")
     if not fits.uses_covariates:
         return None, replace(choice, reason=f"no signal (likelihood-ratio p = {fits.p_value:.3g})")
     if not scored.holdout_log_likelihood > plain.holdout_log_likelihood:

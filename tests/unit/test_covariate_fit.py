@@ -52,6 +52,7 @@ def test_covariates_predict_the_holdout_better_where_behaviour_differs_by_them(
     choice = record.selection.covariates
     assert choice is not None and choice.plain is not None and choice.scored is not None
     assert choice.used, choice.reason
+    assert choice.scored.converged
     assert choice.p_value is not None and choice.p_value < 0.01
     assert choice.scored.holdout_log_likelihood > choice.plain.holdout_log_likelihood
     assert choice.scored.mean_absolute_error < choice.plain.mean_absolute_error

@@ -337,3 +337,21 @@ def test_model_rejects_effects_that_do_not_match_the_design() -> None:
         CovariateModel("bgnbd", base, CHANNEL, (0.0, 0.0), ((0.0, 0.0),))
     with pytest.raises(ValueError, match="own type"):
         CovariateModel("mbgnbd", base, CHANNEL, (0.0, 0.0), ((0.0, 0.0), (0.0, 0.0)))
+
+
+def test_a_level_that_picks_out_the_customers_of_an_earlier_one_is_folded() -> None:
+    """A first category only subscriptions have, beside "first order was a
+    subscription", carries no effect of its own: it folds into the reference."""
+    rng = np.random.default_rng(9)
+    rows: list[tuple[str | None, ...]] = []
+    for _ in range(2000):
+        subscribes = rng.random() < 0.2
+        category = "plan" if subscribes and rng.random() < 0.98 else str(rng.choice(["a", "b"]))
+        rows.append((category, "yes" if subscribes else "no"))
+    design = covariates.design_of(("category", "subscription"), rows)
+    assert {"category=plan", "subscription=yes"} <= set(design.columns())
+    kept = covariates.without_aliases(design, design.matrix(rows))
+    assert kept.columns() == tuple(c for c in design.columns() if c != "subscription=yes")
+    assert kept.row(("plan", "no")) == kept.row(("plan", "yes"))
+    distinct = covariates.without_aliases(design, design.matrix(rows), share=0.0)
+    assert distinct.columns() == design.columns()
