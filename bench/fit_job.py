@@ -112,9 +112,9 @@ def synthetic_states(n: int, seed: int = 20050101) -> Iterator[CustomerState]:
         last = min(max(round(float(t_x[i])), xi), Ti)
         days = sorted((rng.choice(last - 1, xi - 1, replace=False) + 1).tolist()) if xi > 1 else []
         orders = [(first, _money(first_spend[i]))]
-        orders += [
-            (first + timedelta(days=day), _money(repeat_spend[i] / xi)) for day in [*days, last]
-        ][:xi]
+        if xi:
+            share = _money(repeat_spend[i] / xi)
+            orders += [(first + timedelta(days=day), share) for day in [*days, last]]
         state = new_state(f"s{i}")
         for k, (at, amount) in enumerate(orders):
             event = Purchase.model_construct(
