@@ -149,6 +149,24 @@ async def test_prefetch_loads_misses_in_one_round_trip_and_reads_stay_local(app_
     assert sample_value(store.metrics.sync_reads) == 0
 
 
+async def test_a_flush_landing_during_a_prefetch_leaves_no_blocking_read(app_id: str) -> None:
+    """A flush that lands while a prefetch's reads are in flight bumps the
+    partition's generation, so the values read may be stale; they are read
+    again, not left to a blocking read in the batch (which fails the batch
+    when Redis has gone away in between)."""
+    store = make_store(app_id, [])
+    await store.on_rebalance({TP0}, set(), {TP0})
+    await store.prefetch({0: [b"warm"]})  # the pool has its connection
+    keys = [f"k{i}".encode() for i in range(50)]
+    store._sync.hset(store.layout.data_key(0), mapping=dict.fromkeys(keys, b"stored"))
+    prefetch = asyncio.create_task(store.prefetch({0: keys}))
+    await asyncio.sleep(0)  # the reads are sent; their reply is not handled yet
+    store._drop_cache(0)  # what a flush landing now does to the partition
+    await prefetch
+    assert [store.read(0, k) for k in keys] == [b"stored"] * len(keys)
+    assert sample_value(store.metrics.sync_reads) == 0
+
+
 async def test_source_progress_lands_with_its_values_and_comes_back_at_the_claim(
     app_id: str,
 ) -> None:
