@@ -242,24 +242,26 @@ class CovariateModel:
             return cached
         if len(key) != len(self.purchase):
             raise ValueError(f"expected {len(self.purchase)} covariate columns, got {len(key)}")
-        purchase = math.exp(-_dot(self.purchase, key))
-        base = self.base
-        params: PlainParams
-        if isinstance(base, ParetoNBDParams):
-            (g_d,) = self.dropout
-            params = ParetoNBDParams(
-                base.r, base.alpha * purchase, base.s, base.beta * math.exp(-_dot(g_d, key))
-            )
-        else:
-            g_a, g_b = self.dropout
-            params = type(base)(
-                base.r,
-                base.alpha * purchase,
-                base.a * math.exp(_dot(g_a, key)),
-                base.b * math.exp(_dot(g_b, key)),
-            )
+        row = self.scaled(np.array([key]))
+        params = type(self.base)(*(float(np.asarray(v).reshape(-1)[0]) for v in row))
         self._memo[key] = params
         return params
+
+    def scaled(self, Z: FloatArray) -> tuple[float, FloatArray, float | FloatArray, FloatArray]:
+        """Each customer's parameters, one row of ``Z`` each, in the fields' order:
+        the shapes (r, and s for Pareto/NBD) shared, the scales per customer."""
+        base = self.base
+        purchase = base.alpha * np.exp(-Z @ np.asarray(self.purchase))
+        if isinstance(base, ParetoNBDParams):
+            (g_d,) = self.dropout
+            return base.r, purchase, base.s, base.beta * np.exp(-Z @ np.asarray(g_d))
+        g_a, g_b = self.dropout
+        return (
+            base.r,
+            purchase,
+            base.a * np.exp(Z @ np.asarray(g_a)),
+            base.b * np.exp(Z @ np.asarray(g_b)),
+        )
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -288,10 +290,6 @@ class CovariateModel:
     def effects(self) -> int:
         """Number of covariate effects (the degrees of freedom against the plain model)."""
         return len(self.purchase) * (1 + len(self.dropout))
-
-
-def _dot(effects: Sequence[float], z: Sequence[float]) -> float:
-    return math.fsum(g * v for g, v in zip(effects, z, strict=True))
 
 
 def _groups(Z: FloatArray, n: int) -> Iterator[tuple[tuple[float, ...], Index]]:
@@ -336,25 +334,10 @@ def log_likelihood(
     xa, txa, Ta = as_float_array(x), as_float_array(t_x), as_float_array(T)
     Za = as_float_array(Z)
     _check_width(model, Za)
-    base = model.base
-    purchase = np.exp(-Za @ np.asarray(model.purchase))
-    if isinstance(base, ParetoNBDParams):
-        (g_d,) = model.dropout
-        beta = base.beta * np.exp(-Za @ np.asarray(g_d))
-        return paretonbd.log_likelihood_rows(
-            base.r, base.alpha * purchase, base.s, beta, xa, txa, Ta
-        )
-    g_a, g_b = model.dropout
-    return betageo.log_likelihood_rows(
-        base.r,
-        base.alpha * purchase,
-        base.a * np.exp(Za @ np.asarray(g_a)),
-        base.b * np.exp(Za @ np.asarray(g_b)),
-        base.offset,
-        xa,
-        txa,
-        Ta,
-    )
+    r, alpha, third, fourth = model.scaled(Za)
+    if isinstance(model.base, ParetoNBDParams):  # (r, alpha, s, beta): s is shared
+        return paretonbd.log_likelihood_rows(r, alpha, float(third), fourth, xa, txa, Ta)
+    return betageo.log_likelihood_rows(r, alpha, third, fourth, model.base.offset, xa, txa, Ta)
 
 
 def p_alive(
