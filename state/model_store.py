@@ -137,10 +137,15 @@ class Selection:
     reason: str | None = None
     covariates: CovariateChoice | None = None
 
+    @property
+    def by_holdout(self) -> bool:
+        """Whether the holdout chose (else the default family values, for ``reason``)."""
+        return self.reason is None
+
     def as_json(self) -> dict[str, Any]:
         return {
             "chosen": self.chosen,
-            "by": "holdout_log_likelihood" if self.reason is None else "default",
+            "by": "holdout_log_likelihood" if self.by_holdout else "default",
             "reason": self.reason,
             "split_at": _time(self.split_at),
             "holdout_days": self.holdout_days,

@@ -171,14 +171,13 @@ class Population:
     #: ``as_of`` (``ltv evaluate`` plots the cumulative curve). One slot per
     #: day, not per customer, so a million customers cost nothing extra.
     holdout_per_day: array[int] = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.holdout_per_day = array("q", bytes(8 * self.holdout_days))
-
     #: ``ltv.calibration.month_index`` of each customer's first order (its cohort).
     first_month: array[int] = field(default_factory=lambda: array("q"))
     #: Counts the calibration windows this fit closes (streams.calibration).
     calibration: Tally = field(default_factory=Tally)
+
+    def __post_init__(self) -> None:
+        self.holdout_per_day = array("q", bytes(8 * self.holdout_days))
 
     def __len__(self) -> int:
         return len(self.x)
@@ -296,7 +295,7 @@ def fit_population(pop: Population, fitted_at: datetime) -> ModelRecord:
     results["gammagamma"] = gammagamma.fit(x, zbar)
     selection = select_orders_model(pop, results)
     orders_covariates = None
-    if selection.reason is None:
+    if selection.by_holdout:
         orders_covariates, choice = choose_covariates(pop, selection.chosen, results)
         selection = replace(selection, covariates=choice)
     # Only the chosen family values customers: the others are reported for
@@ -371,6 +370,22 @@ def fit_orders_models(pop: Population) -> dict[str, FitResult[Any]]:
     return {name: family.fit(ux, ut, uT, counts) for name, family in FAMILIES.items()}
 
 
+def _holdout_split(pop: Population, picked: IntArray, Z: FloatArray | None = None) -> holdout.Split:
+    """The split of the customers who bought before it, at positions ``picked``
+    among them: their summaries at the split and at ``as_of`` (and design rows)."""
+    rows = np.frombuffer(pop.cal_rows, dtype=np.int64)[picked]
+    return holdout.Split.of(
+        _column(pop.x_cal)[picked],
+        _column(pop.t_x_cal)[picked],
+        _column(pop.T_cal)[picked],
+        _column(pop.x)[rows],
+        _column(pop.t_x)[rows],
+        _column(pop.T)[rows],
+        float(pop.holdout_days),
+        Z,
+    )
+
+
 def calibrate(pop: Population) -> HoldoutFits:
     """Split ``pop`` at ``as_of - holdout_days`` and fit every family on the
     calibration period; raises NoHoldout when none is configured or the
@@ -387,16 +402,7 @@ def calibrate(pop: Population) -> HoldoutFits:
     if not len(pop.cal_rows):
         # Only when as_of precedes stored orders: T, and so the span, counts them.
         raise NoHoldout(f"no customer bought before the split at {pop.split_at:%Y-%m-%d}")
-    cal_rows = np.frombuffer(pop.cal_rows, dtype=np.int64)
-    split = holdout.Split.of(
-        _column(pop.x_cal),
-        _column(pop.t_x_cal),
-        _column(pop.T_cal),
-        _column(pop.x)[cal_rows],
-        _column(pop.t_x)[cal_rows],
-        _column(pop.T)[cal_rows],
-        float(pop.holdout_days),
-    )
+    split = _holdout_split(pop, np.arange(len(pop.cal_rows)))
     fits = {
         name: family.fit(split.x_cal, split.t_x_cal, split.T_cal, split.weight)
         for name, family in FAMILIES.items()
@@ -466,17 +472,7 @@ def choose_covariates(
     design = without_aliases(candidate, candidate.matrix(values))
     if not design.columns():
         return None, CovariateChoice(family, reason="no covariate level is common enough")
-    column = {name: _column(getattr(pop, name)) for name in ("x", "t_x", "T")}
-    split = holdout.Split.of(
-        _column(pop.x_cal)[sample],
-        _column(pop.t_x_cal)[sample],
-        _column(pop.T_cal)[sample],
-        column["x"][rows],
-        column["t_x"][rows],
-        column["T"][rows],
-        float(pop.holdout_days),
-        design.matrix(values),
-    )
+    split = _holdout_split(pop, sample, design.matrix(values))
     name = cast(covariates.Family, family)
     fits = covariates.fit_with_fallback(
         name, split.x_cal, split.t_x_cal, split.T_cal, split.Z, design, split.weight
@@ -510,7 +506,7 @@ def choose_covariates(
     everyone = _sample(len(pop), COVARIATE_SAMPLE)
     Z = design.matrix([levels(f, edges) for f in pop.first_orders(everyone.tolist())])
     table = np.column_stack(
-        [column["x"][everyone], column["t_x"][everyone], column["T"][everyone], Z]
+        [_column(pop.x)[everyone], _column(pop.t_x)[everyone], _column(pop.T)[everyone], Z]
     )
     distinct, counts = np.unique(table, axis=0, return_counts=True)
     fitted = covariates.fit(
@@ -705,7 +701,7 @@ class ModelInForce:
         self.processor.model = snapshot
         if snapshot is not None:
             METRICS.model_info.clear()
-            chosen_by = "holdout" if stored.selection and not stored.selection.reason else "default"
+            chosen_by = "holdout" if stored.selection and stored.selection.by_holdout else "default"
             METRICS.model_info.labels(snapshot.name, snapshot.version, chosen_by).set(1)
             _export_scores(stored.selection)
         if stored.fitted_at is not None:
