@@ -66,7 +66,7 @@ def render(pop: Population, selection: Selection, result: evaluation.Evaluation)
             f"{name:<10}{s.holdout_log_likelihood:12.1f}{s.predicted:11.1f}{s.actual:9.0f}"
             f"{error:>9}{s.mean_absolute_error:10.3f}  {'yes' if s.converged else 'no'}"
         )
-    why = "highest holdout log-likelihood" if selection.reason is None else selection.reason
+    why = "highest holdout log-likelihood" if selection.by_holdout else selection.reason
     lines += [
         f"chosen: {selection.chosen} ({why})",
         "",
@@ -124,4 +124,4 @@ async def evaluate_command(
     print(render(pop, selection, result))
     for path in write_plots(result, out):
         print(f"wrote {path}")
-    return 1 if selection.reason is not None else 0
+    return 0 if selection.by_holdout else 1
