@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import os
 import re
@@ -25,20 +26,29 @@ import urllib.error
 import urllib.request
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
+import orjson
 from aiokafka.admin import AIOKafkaAdminClient
 
+from ltv.formulas import ValueBasis
+from state import envelope
+from state.codec import encode_state
+from state.customer import CustomerState, apply_event, new_state
+from state.events import decode_event
+from state.model_store import ModelRecord, save_model
 from state.store.config import StoreConfig
 from streams.demo import DemoFeed
+from streams.fit import Population, fit_population
 from streams.kafka_security import SECURITY_VARIABLES, kafka_client
 from streams.publisher import publish
 from streams.settings import Settings
+from streams.wiring import build_processor
 
 ROOT = Path(__file__).resolve().parents[1]
 LOG_DIR = Path("/tmp/ltv-bench")
@@ -154,6 +164,43 @@ def feed(customers: int, seed: int = 8) -> DemoFeed:
 def preload(settings: Settings, events: int, customers: int) -> int:
     """Publish ``events`` of the bench feed (acknowledged); return how many."""
     return asyncio.run(publish(feed(customers), settings, limit=events))
+
+
+def fitted_model(settings: Settings, events: int, customers: int) -> ModelRecord:
+    """The model the periodic fit would store after the first ``events`` of the
+    bench feed: every contender of a run values with it from its first event.
+
+    Contenders compared on per-event work must do the same work per event; a
+    worker left to fit on its own would value part of the run without a model
+    and refit as its table doubled, and the fit's cost is ``bench/fit_job.py``'s
+    to measure, not the drain's.
+    """
+    cfg = build_processor(settings).state_cfg
+    states: dict[str, CustomerState] = {}
+    for event in itertools.islice(feed(customers), events):
+        state = states.get(event.key) or new_state(event.key)
+        decoded = decode_event(event.kind, orjson.dumps(event.value), fx=cfg.fx)
+        states[event.key] = apply_event(state, decoded, cfg).state
+    now = datetime.now(UTC)
+    population = Population(
+        as_of=now, basis=ValueBasis(settings.value_basis), holdout_days=settings.fit_holdout_days
+    )
+    population.add_all(envelope.encode(encode_state(s)) for s in states.values())
+    return fit_population(population, now)
+
+
+def install_model(record: ModelRecord, app_ids: Iterable[str], servers: Infra) -> None:
+    """Store ``record`` as the model in force of every app in ``app_ids``."""
+
+    async def store() -> None:
+        client = StoreConfig.from_url(servers.redis_url).async_client()
+        try:
+            for app_id in app_ids:
+                await save_model(client, app_id, record)
+        finally:
+            await client.aclose()
+
+    asyncio.run(store())
 
 
 @dataclass
@@ -333,9 +380,12 @@ def drain_rate(workers: list[Worker], total: int, timeout: float) -> Drain:
 
     Timed from the first sample that finds input partitions assigned
     (start-up and table recovery excluded) to the last event. Until then
-    /metrics is sampled every 0.02 s (the workers are idle), afterwards every
-    0.25 s (a scrape costs the worker CPU: sampling faster slows what is
-    measured).
+    /metrics is sampled every 0.02 s (the workers are idle). Afterwards a
+    scrape costs the workers CPU, so sampling often slows what is measured:
+    the next sample is due when about a quarter of the remaining work should
+    be done at the rate so far (at most 1 s, at least 0.05 s apart), so the
+    scrapes are few during the drain and close together at its end, where
+    the last one decides the time.
     """
     first: tuple[float, float, float] | None = None
     deadline = time.monotonic() + timeout
@@ -347,7 +397,7 @@ def drain_rate(workers: list[Worker], total: int, timeout: float) -> Drain:
         done = sum(w.processed() for w in workers)
         if done >= total:
             break
-        time.sleep(0.02 if first is None else 0.25)
+        time.sleep(_next_sample(first, done, total))
     if first is None or done < total:
         raise SystemExit(f"bench: workers processed {done:.0f} of {total} within {timeout:.0f}s")
     if first[1] >= total:
@@ -355,6 +405,17 @@ def drain_rate(workers: list[Worker], total: int, timeout: float) -> Drain:
     elapsed = max(time.monotonic() - first[0], 1e-9)
     cpu = sum(w.cpu_seconds() for w in workers) - first[2]
     return Drain((total - first[1]) / elapsed, elapsed, cpu / elapsed)
+
+
+def _next_sample(first: tuple[float, float, float] | None, done: float, total: int) -> float:
+    """Seconds until ``drain_rate`` samples again (see there)."""
+    if first is None:
+        return 0.02
+    elapsed = time.monotonic() - first[0]
+    rate = (done - first[1]) / elapsed if elapsed > 0 else 0.0
+    if rate <= 0:
+        return 0.25
+    return min(1.0, max(0.05, (total - done) / rate / 4))
 
 
 async def _delete_topics(prefixes: tuple[str, ...], servers: Infra) -> None:

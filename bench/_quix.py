@@ -9,7 +9,8 @@ writes), and every output goes to the app's updates topic. What differs
 from the worker is what surrounds the processor: Quix's poll loop, RocksDB
 and its changelog, against Faust, the Redis store with its changelog,
 schedule indexes and metrics, and one output topic per kind. That is what
-``worker_per_quix_processor`` compares.
+``worker_per_quix_processor`` compares. It values with the model the
+bench stored for ``--app-id`` (``_harness.install_model``), as the workers do.
 
 Run by bench/throughput.py in its own process, like the workers: Quix's
 poll loop blocks and installs signal handlers, and the process's CPU time
@@ -23,6 +24,7 @@ and ``cpu_share``, timed from its first handled record to its last.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import time
 from dataclasses import dataclass
@@ -33,7 +35,10 @@ from quixstreams import Application, State, message_context
 from quixstreams.models import SerializationContext, Serializer, TopicConfig
 from quixstreams.state.rocksdb import RocksDBOptions
 
+from ltv.valuation import ModelSnapshot
 from state.envelope import Output
+from state.model_store import ModelRecord, load_model
+from state.store.config import StoreConfig
 from streams.processing import EventType, Processor, Record, utc_now
 from streams.wiring import build_processor
 
@@ -80,10 +85,28 @@ class Clock:
         }
 
 
+def stored_model(app_id: str, servers: Infra) -> ModelSnapshot:
+    """The model in force for ``app_id``, as a worker of that app would load it."""
+
+    async def load() -> ModelRecord | None:
+        client = StoreConfig.from_url(servers.redis_url).async_client()
+        try:
+            return await load_model(client, app_id)
+        finally:
+            await client.aclose()
+
+    record = asyncio.run(load())
+    snapshot = None if record is None else record.snapshot()
+    if snapshot is None:
+        raise SystemExit(f"bench: no fitted model stored for {app_id}")
+    return snapshot
+
+
 def drain(topics: str, app_id: str, total: int, servers: Infra, state_dir: str) -> Clock:
     """Run the Quix app over the run's input topics until ``total`` records are handled."""
     settings = settings_for(settings_env(topics, app_id, servers))
     processor: Processor = build_processor(settings)
+    processor.model = stored_model(app_id, servers)
     kinds: dict[str, EventType] = {
         settings.topic_purchases: "purchase",
         settings.topic_cancellations: "cancellation",

@@ -18,6 +18,10 @@ topics on the same broker:
 * ``worker_uvloop`` (``--uvloop``): one ``ltv worker`` with
   ``LTV_EVENT_LOOP=uvloop``.
 
+Every contender values with the same model, fitted on the run's events and
+stored before the first drain (``_harness.fitted_model``), as the periodic
+fit would have stored it.
+
 The ratios: ``ratio`` (worker / baseline), ``worker_per_quix_processor``,
 ``two_workers_per_worker`` and ``uvloop_per_asyncio``.
 
@@ -49,7 +53,9 @@ from _harness import (
     add_common_args,
     cleanup,
     drain_rate,
+    fitted_model,
     infra,
+    install_model,
     preload,
     print_profile,
     report,
@@ -157,6 +163,8 @@ def run(
     settings = settings_for(settings_env(topics, one, servers))
     try:
         loaded = preload(settings, events, customers)
+        model = fitted_model(settings, loaded, customers)
+        install_model(model, (one, pair, quix_id, f"{topics}u"), servers)
         worker = Worker(f"{one}-a", settings_env(topics, one, servers))
         worker.start()
         with running(worker):
