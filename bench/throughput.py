@@ -20,12 +20,14 @@ topics on the same broker:
 
 Every contender values with the same model, fitted on the run's events and
 stored before the first drain (``_harness.fitted_model``), as the periodic
-fit would have stored it.
+fit would have stored it. With ``--own-fit`` no model is stored first and
+the workers fit as their tables grow (a backfill), Quix Streams left out.
 
 The ratios: ``ratio`` (worker / baseline), ``worker_per_quix_processor``,
 ``two_workers_per_worker`` and ``uvloop_per_asyncio``.
 
-    ltv bench throughput [--events 200000] [--customers 100000] [--no-quix] [--uvloop] [--json PATH]
+    ltv bench throughput [--events 200000] [--customers 100000] [--no-quix] [--uvloop]
+                         [--own-fit] [--json PATH]
 """
 
 from __future__ import annotations
@@ -157,14 +159,16 @@ def run(
     quix: bool,
     uvloop: bool = False,
     profile: Path | None = None,
+    own_fit: bool = False,
 ) -> dict[str, float]:
     topics = run_id()
     one, pair, quix_id = f"{topics}w1", f"{topics}w2", f"{topics}q"
     settings = settings_for(settings_env(topics, one, servers))
     try:
         loaded = preload(settings, events, customers)
-        model = fitted_model(settings, loaded, customers)
-        install_model(model, (one, pair, quix_id, f"{topics}u"), servers)
+        if not own_fit:
+            model = fitted_model(settings, loaded, customers)
+            install_model(model, (one, pair, quix_id, f"{topics}u"), servers)
         worker = Worker(f"{one}-a", settings_env(topics, one, servers))
         worker.start()
         with running(worker):
@@ -230,8 +234,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--profile", type=Path, default=None, help="py-spy the worker's drain into this file"
     )
+    parser.add_argument(
+        "--own-fit",
+        action="store_true",
+        help="store no model first: the workers fit as their tables grow, as in a backfill "
+        "(what the periodic fit costs them); implies --no-quix",
+    )
     add_common_args(parser)
     args = parser.parse_args(argv)
+    if args.own_fit:
+        args.quix = False
     if args.quix and importlib.util.find_spec("quixstreams") is None:
         raise SystemExit(
             "bench: the quix_processor contender needs quixstreams, a bench extra "
@@ -249,6 +261,7 @@ def main(argv: list[str] | None = None) -> None:
         args.quix,
         uvloop=args.uvloop,
         profile=args.profile,
+        own_fit=args.own_fit,
     )
     report("throughput", figures, args.json)
 

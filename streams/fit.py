@@ -9,9 +9,12 @@ and the population's purchase gap, and store the result
 8-byte slots in typed arrays while scanning, never a Python object.
 
 The same job runs on demand (``ltv fit``) and inside the worker group on a
-timer (``install``), one run at a time per app id under a Redis lock. In the
-worker the Redis scan is asynchronous and all CPU work (decoding, fitting)
-runs in a thread, so agents keep being scheduled while a fit runs.
+timer (``install``), one run at a time per app id under a Redis lock. The
+worker runs it as a child process (``ltv fit``, ``fit_in_child``): a fit
+is minutes of Python and numpy on a large or odd population, and in a thread
+it would hold the interpreter lock the unit of work needs (a worker draining
+a backlog lost a quarter of its rate to its own fits). The child stores the
+model; the worker then reloads it like any other stored version.
 
 Definitions:
 
@@ -108,6 +111,8 @@ FIT_TICK_SECONDS = 10.0
 RETRY_FIRST = timedelta(seconds=15)
 #: A table this many times the size of the fitted population is refitted at once.
 REFIT_GROWTH = 2
+#: Exit status of ``ltv fit`` when another fit holds the lock (EX_TEMPFAIL).
+FIT_BUSY = 75
 
 
 class FitError(RuntimeError):
@@ -747,21 +752,51 @@ def install(app: faust.App, settings: Settings, processor: Processor) -> ModelIn
 
     @app.timer(interval=min(settings.fit_interval, FIT_TICK_SECONDS))
     async def periodic_fit() -> None:
-        """Fit when ``due`` says so (one worker at a time, under the fit lock)."""
+        """Fit when ``due`` says so (one worker at a time, under the fit lock),
+        in a child process (``fit_in_child``)."""
         now = datetime.now(UTC)
         try:
             record = await load_model(client, settings.app_id)
             customers = await count_customers(client, settings)
             if not due(record, now, interval, customers):
                 return
-            outcome = await run_fit(client, settings, processor.clock(now))
-        except Exception:  # Redis away (fit errors are handled by run_fit): next tick
+            status = await fit_in_child(processor.clock(now), LOCK_TTL.total_seconds())
+            stored = await load_model(client, settings.app_id)
+        except Exception:  # Redis away: next tick
             log.exception("periodic model fit could not run")
             return
-        if outcome.record is not None:
-            model.apply(outcome.record)
+        if status not in (0, FIT_BUSY):
+            # The fit failed (and recorded why in the stored document), or
+            # the process died or was killed before it could.
+            log.warning("model fit process ended with status %s", status)
+            METRICS.model_fit_failures.inc()
+        model.apply(stored)
 
     return model
+
+
+async def fit_in_child(as_of: datetime, timeout: float) -> int | None:
+    """Run ``ltv fit --as-of AS_OF --wait 0`` as a child process with this
+    process's environment (so its settings); return its exit status.
+
+    0: it stored a model, or found no customer to fit yet; ``FIT_BUSY``:
+    another fit held the lock; 1: the fit failed (the stored document
+    records why); None: killed after ``timeout`` seconds. Its output goes
+    to the worker's. A cancelled caller kills it: no fit outlives its worker.
+    """
+    child = await asyncio.create_subprocess_exec(
+        *(sys.executable, "-m", "streams.cli", "fit"),
+        *("--as-of", as_of.isoformat(), "--wait", "0"),
+    )
+    try:
+        return await asyncio.wait_for(child.wait(), timeout)
+    except TimeoutError:
+        log.warning("model fit process killed after %.0f s", timeout)
+        return None
+    finally:
+        if child.returncode is None:
+            child.kill()
+            await child.wait()
 
 
 def parse_as_of(text: str | None) -> datetime:
@@ -794,8 +829,12 @@ async def fit_command(settings: Settings, as_of_text: str | None, *, wait: float
         await client.aclose()
     if outcome.busy:
         print(f"ltv fit: another fit of {settings.app_id} is still running", file=sys.stderr)
-        return 1
-    if outcome.error is not None or outcome.record is None:
+        return FIT_BUSY
+    if outcome.record is None:
+        # A new deployment: nothing has failed, there is just nothing to fit yet.
+        print(f"ltv fit: nothing to fit yet ({outcome.error}); stored model unchanged")
+        return 0
+    if outcome.error is not None:
         print(f"ltv fit: failed, stored model unchanged: {outcome.error}", file=sys.stderr)
         return 1
     record = outcome.record

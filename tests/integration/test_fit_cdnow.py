@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import importlib.util
 import re
+import uuid
 from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 import orjson
 import pytest
 from pipeline_harness import (
+    REDIS_URL,
     Deployment,
     WorkerProcess,
     consume,
@@ -24,6 +27,10 @@ from pipeline_harness import (
     require_servers,
     wait_until,
 )
+
+from state.model_store import lock_key
+from state.store.config import StoreConfig
+from streams.fit import FIT_BUSY, fit_in_child
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
@@ -185,7 +192,7 @@ async def test_cdnow_backfill_fit_reproduces_published_parameters(
 async def test_worker_fits_periodically_and_switches_model(
     deploy: Callable[[float], Deployment], tmp_path: Path
 ) -> None:
-    """Without ``ltv fit``: the worker's timer fits (in a thread, under the lock) and reloads."""
+    """Without a call of ``ltv fit``: the worker's timer runs one in a child process and reloads."""
     deployment = deploy(2)
     worker = deployment.start_worker()
     rows = backfill_cdnow(deployment, worker, tmp_path)
@@ -197,6 +204,8 @@ async def test_worker_fits_periodically_and_switches_model(
     wait_until(fitted_on_everyone, 60, lambda: f"no periodic fit: {model(worker)}\n{worker.tail()}")
     body = model(worker)
     assert body["as_of"] == "1997-09-30T00:00:00Z"  # the event-time watermark
+    # The child process (``ltv fit``) printed its summary into the worker's output.
+    assert f"ltv fit: version {body['version']}, 2357 customers" in worker.tail(10_000)
     models = body["models"]
     assert isinstance(models, dict)
     assert models["mbgnbd"]["r"] == pytest.approx(0.525, abs=5e-4)
@@ -204,3 +213,22 @@ async def test_worker_fits_periodically_and_switches_model(
         metric(worker, "ltv_events_processed_total", 'event_type="purchase",outcome="applied"')
         == rows
     )
+
+
+async def test_a_fit_process_reports_a_held_lock_and_is_killed_past_its_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The worker's fit runs as ``ltv fit`` in a child: busy is not a failure, and
+    a child past its time is killed rather than left running."""
+    require_servers()
+    app_id = f"fit-child-{uuid.uuid4().hex[:8]}"
+    monkeypatch.setenv("LTV_APP_ID", app_id)
+    monkeypatch.setenv("LTV_REDIS_URL", REDIS_URL)
+    client = StoreConfig.from_url(REDIS_URL).async_client()
+    await client.set(lock_key(app_id), "another worker", px=120_000)
+    try:
+        assert await fit_in_child(datetime.now(UTC), 120) == FIT_BUSY
+        assert await fit_in_child(datetime.now(UTC), 0.05) is None
+    finally:
+        await client.delete(lock_key(app_id))
+        await client.aclose()
