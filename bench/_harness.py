@@ -373,6 +373,9 @@ class Drain:
     seconds: float
     #: CPU seconds the workers used per wall second of the drain (1.0 = one core).
     cpu_share: float
+    #: Cores busy on the whole machine meanwhile (/proc/stat): the workers,
+    #: and what they share the cores with (broker, Redis, this process).
+    machine_cores: float
 
 
 def drain_rate(workers: list[Worker], total: int, timeout: float) -> Drain:
@@ -394,6 +397,7 @@ def drain_rate(workers: list[Worker], total: int, timeout: float) -> Drain:
         if first is None and sum(w.assigned() for w in workers) > 0:
             done = sum(w.processed() for w in workers)
             first = (time.monotonic(), done, sum(w.cpu_seconds() for w in workers))
+            busy_before = machine_busy_seconds()
         done = sum(w.processed() for w in workers)
         if done >= total:
             break
@@ -404,7 +408,15 @@ def drain_rate(workers: list[Worker], total: int, timeout: float) -> Drain:
         raise SystemExit(f"bench: {total} events drained before the first sample; use more")
     elapsed = max(time.monotonic() - first[0], 1e-9)
     cpu = sum(w.cpu_seconds() for w in workers) - first[2]
-    return Drain((total - first[1]) / elapsed, elapsed, cpu / elapsed)
+    busy = machine_busy_seconds() - busy_before
+    return Drain((total - first[1]) / elapsed, elapsed, cpu / elapsed, busy / elapsed)
+
+
+def machine_busy_seconds() -> float:
+    """CPU seconds the whole machine has been busy (not idle or waiting on I/O), all cores."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle, iowait = fields[3], fields[4]
+    return (sum(fields[:8]) - idle - iowait) / os.sysconf("SC_CLK_TCK")
 
 
 def _next_sample(first: tuple[float, float, float] | None, done: float, total: int) -> float:

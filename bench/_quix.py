@@ -30,7 +30,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from _harness import Infra, settings_env, settings_for
+from _harness import Infra, machine_busy_seconds, settings_env, settings_for
 from quixstreams import Application, State, message_context
 from quixstreams.models import SerializationContext, Serializer, TopicConfig
 from quixstreams.state.rocksdb import RocksDBOptions
@@ -68,9 +68,11 @@ class Clock:
     first_cpu: float = 0.0
     last_wall: float = 0.0
     last_cpu: float = 0.0
+    first_busy: float = 0.0
 
     def start(self) -> None:
         self.first_wall, self.first_cpu = time.monotonic(), time.process_time()
+        self.first_busy = machine_busy_seconds()
 
     def tick(self) -> None:
         self.seen += 1
@@ -82,6 +84,8 @@ class Clock:
             "events_per_s": self.seen / seconds,
             "seconds": seconds,
             "cpu_share": (self.last_cpu - self.first_cpu) / seconds,
+            "machine_cores": (machine_busy_seconds() - self.first_busy)
+            / max(time.monotonic() - self.first_wall, 1e-9),
         }
 
 

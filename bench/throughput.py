@@ -184,6 +184,7 @@ def run(
             "worker_seconds": round(drain.seconds, 2),
             "worker_events_per_s": round(drain.events_per_s),
             "worker_cpu_share": round(drain.cpu_share, 2),
+            "worker_machine_cores": round(drain.machine_cores, 2),
             "baseline_events_per_s": round(base_rate),
             "ratio": round(drain.events_per_s / base_rate, 3),
         }
@@ -213,6 +214,7 @@ def run(
                 both = drain_rate(workers, loaded, timeout)
             figures["two_workers_events_per_s"] = round(both.events_per_s)
             figures["two_workers_cpu_share"] = round(both.cpu_share, 2)
+            figures["two_workers_machine_cores"] = round(both.machine_cores, 2)
             figures["two_workers_per_worker"] = round(both.events_per_s / drain.events_per_s, 3)
         return figures
     finally:
