@@ -13,7 +13,6 @@ e.g. to try another ``--holdout-days`` before changing LTV_FIT_HOLDOUT_DAYS.
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 import redis.exceptions
@@ -41,11 +40,6 @@ PROG = "ltv evaluate"
 def _fail(message: str, code: int) -> int:
     print(f"{PROG}: {message}", file=sys.stderr)
     return code
-
-
-async def _inline(work: Callable[[], None]) -> None:
-    """Decode in the command's own thread: there are no agents to keep scheduled."""
-    work()
 
 
 def render(pop: Population, selection: Selection, result: evaluation.Evaluation) -> str:
@@ -100,7 +94,7 @@ async def evaluate_command(
     pop = Population(as_of, ValueBasis(settings.value_basis), holdout_days=days)
     client = StoreConfig.from_url(settings.redis_url).async_client()
     try:
-        await scan_population(client, settings, pop, _inline)
+        await scan_population(client, settings, pop)
     except (redis.exceptions.RedisError, OSError) as exc:
         return _fail(f"Redis unavailable: {exc}", 1)
     finally:

@@ -54,10 +54,9 @@ import time
 import uuid
 from array import array
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from functools import partial
 from typing import Any, cast
 
 import faust
@@ -570,26 +569,21 @@ def fit_retention(
     return out
 
 
-async def scan_population(
-    client: Any,
-    settings: Settings,
-    pop: Population,
-    run: Callable[[Callable[[], None]], Awaitable[None]],
-) -> None:
-    """HSCAN every partition of the table into ``pop``; ``run`` executes the decoding."""
+async def scan_population(client: Any, settings: Settings, pop: Population) -> None:
+    """HSCAN every partition of the table into ``pop``, decoding each page as it comes.
+
+    Decoding holds this process's interpreter: the worker runs its fits in a
+    child process (``fit_in_child``), so nothing else here waits on it.
+    """
     layout = KeyLayout(settings.app_id, TABLE)
     for partition in range(settings.partitions):
         key = layout.data_key(partition)
         cursor = 0
         while True:
             cursor, page = await client.hscan(key, cursor, count=SCAN_COUNT)
-            await run(partial(pop.add_all, list(page.values())))
+            pop.add_all(page.values())
             if not cursor:
                 break
-
-
-async def _in_thread(work: Callable[[], None]) -> None:
-    await asyncio.get_running_loop().run_in_executor(None, work)
 
 
 @dataclass(frozen=True, slots=True)
@@ -618,14 +612,13 @@ async def run_fit(client: Any, settings: Settings, as_of: datetime) -> FitOutcom
             calibration=Tally.due(previous.calibration, as_of),
         )
         try:
-            await scan_population(client, settings, pop, _in_thread)
+            await scan_population(client, settings, pop)
             if not len(pop):
                 # A new deployment: nothing to fit yet, and nothing has failed.
                 log.info("model fit skipped: no customer has an order yet")
                 return FitOutcome(None, "no customer has an order yet", population=pop)
-            loop = asyncio.get_running_loop()
-            record = await loop.run_in_executor(None, fit_population, pop, datetime.now(UTC))
-            record = await loop.run_in_executor(None, calibrated, record, previous.calibration, pop)
+            record = fit_population(pop, datetime.now(UTC))
+            record = calibrated(record, previous.calibration, pop)
         except Exception as exc:  # any failure keeps the last good model
             error = f"{type(exc).__name__}: {exc}"
             log.warning("model fit failed, keeping version %s: %s", previous.version, error)
