@@ -39,11 +39,11 @@ from aiokafka.admin import AIOKafkaAdminClient
 from ltv.formulas import ValueBasis
 from state import envelope
 from state.codec import encode_state
-from state.customer import CustomerState, apply_event, new_state
+from state.customer import CustomerState, StateConfig, apply_event, new_state
 from state.events import decode_event
 from state.model_store import ModelRecord, save_model
 from state.store.config import StoreConfig
-from streams.demo import DemoFeed
+from streams.demo import DemoEvent, DemoFeed
 from streams.fit import Population, fit_population
 from streams.kafka_security import SECURITY_VARIABLES, kafka_client
 from streams.publisher import publish
@@ -176,17 +176,23 @@ def fitted_model(settings: Settings, events: int, customers: int) -> ModelRecord
     to measure, not the drain's.
     """
     cfg = build_processor(settings).state_cfg
-    states: dict[str, CustomerState] = {}
-    for event in itertools.islice(feed(customers), events):
-        state = states.get(event.key) or new_state(event.key)
-        decoded = decode_event(event.kind, orjson.dumps(event.value), fx=cfg.fx)
-        states[event.key] = apply_event(state, decoded, cfg).state
+    states = applied(itertools.islice(feed(customers), events), cfg)
     now = datetime.now(UTC)
     population = Population(
         as_of=now, basis=ValueBasis(settings.value_basis), holdout_days=settings.fit_holdout_days
     )
     population.add_all(envelope.encode(encode_state(s)) for s in states.values())
     return fit_population(population, now)
+
+
+def applied(events: Iterable[DemoEvent], cfg: StateConfig) -> dict[str, CustomerState]:
+    """Each customer's state after ``events``, applied with the worker's own transitions."""
+    states: dict[str, CustomerState] = {}
+    for event in events:
+        state = states.get(event.key) or new_state(event.key)
+        decoded = decode_event(event.kind, orjson.dumps(event.value), fx=cfg.fx)
+        states[event.key] = apply_event(state, decoded, cfg).state
+    return states
 
 
 def install_model(record: ModelRecord, app_ids: Iterable[str], servers: Infra) -> None:

@@ -32,8 +32,7 @@ from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
 
-import orjson
-from _harness import Infra, feed
+from _harness import Infra, applied, feed
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.partitioner import murmur2
@@ -41,9 +40,7 @@ from aiokafka.partitioner import murmur2
 from ltv.valuation import value
 from state import envelope
 from state.codec import encode_state
-from state.customer import CustomerState, StateConfig, apply_event
-from state.customer import new_state as empty_state
-from state.events import decode_event
+from state.customer import CustomerState, StateConfig
 from state.fx import load_fx_table
 from state.insights import Aggregate, Contribution, Valued
 from state.store.config import StoreConfig
@@ -70,12 +67,7 @@ def partition_of(key: bytes, partitions: int) -> int:
 def templates(count: int = TEMPLATES) -> list[CustomerState]:
     """States of ``count`` feed customers (those with orders), cycled over the N ids."""
     cfg = StateConfig(fx=load_fx_table())
-    states: dict[str, CustomerState] = {}
-    for event in itertools.islice(feed(count, seed=3), count * 4):
-        raw = orjson.dumps(event.value)
-        state = states.get(event.key) or empty_state(event.key)
-        decoded = decode_event(event.kind, raw, fx=cfg.fx)
-        states[event.key] = apply_event(state, decoded, cfg).state
+    states = applied(itertools.islice(feed(count, seed=3), count * 4), cfg)
     return [s for s in states.values() if s.orders]
 
 
